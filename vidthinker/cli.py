@@ -205,6 +205,78 @@ def plan(
         console.print(f"[yellow]unusable video[/] {p.video_id}: {p.error}", highlight=False)
 
 
+# --------------------------------------------------------------------------- annotate
+
+
+class Backend(StrEnum):
+    offline = "offline"
+    openai = "openai"
+
+
+class CaptionMode(StrEnum):
+    shared = "shared"
+    per_question = "per_question"
+
+
+@app.command()
+def annotate(
+    ctx: typer.Context,
+    manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Manifest (.jsonl, .parquet, LLaVA-Video .json).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: shards/, cache/, summary.json.")],
+    backend: Annotated[Optional[Backend], typer.Option(help="offline: registry weights on a loopback llama.cpp server; openai: an OpenAI-compatible endpoint such as `vllm serve`.")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="Endpoint for --backend openai, e.g. http://vllm:8000/v1. API key from VIDTHINKER_API_KEY or OPENAI_API_KEY.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Served model for stage 1 (and 2, unless models.retrieval_model is set).")] = None,
+    caption_mode: Annotated[Optional[CaptionMode], typer.Option(help="shared: one stage-1 call per clip for all of a video's questions; per_question: one call per clip and question.")] = None,
+    oracle: Annotated[Optional[bool], typer.Option("--oracle/--no-oracle", help="Use the manifest's clip_descriptions as stage-1 output (measures stages 2-3 alone).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Annotate only the first N videos.")] = None,
+) -> None:
+    """Annotate a manifest with the three VidThinker stages and write record shards.
+
+    Stage 1 captions every 5 s clip for each question, stage 2 retrieves the clips that answer it and
+    names its instruction type, stage 3 picks frames in them. A video or reply that fails becomes
+    records with an error; the run goes on. Exit 0 when the run completes, 2 for bad input or
+    configuration, 3 when a model endpoint is unreachable or does not serve the model.
+    """
+    from vidthinker.annotate import run_annotation
+    from vidthinker.formats import read_manifest
+    from vidthinker.models import ModelUnavailable
+
+    settings = settings_from(
+        ctx, models__backend=backend.value if backend else None, models__base_url=base_url, models__caption_model=model,
+        annotate__caption_mode=caption_mode.value if caption_mode else None, annotate__oracle_captions=oracle,
+    )
+    try:
+        rows = read_manifest(manifest)
+    except SchemaError as error:
+        raise _fail(str(error)) from None
+    rows = rows[:limit] if limit else rows
+    summary = _run_with_progress(rows, out_dir, settings, run_annotation, ModelUnavailable)
+    _print_summary(summary, out_dir)
+
+
+def _run_with_progress(rows, out_dir, settings, run_annotation, unavailable):
+    questions = sum(len(r.qa) for r in rows)
+    with progress_bar("annotating", questions) as bar:
+        def done(row, records):
+            failed = sum(not r.ok for r in records)
+            bar.update(bar.task_ids[0], advance=len(records), status=f"{row.video_id}" + (f" [red]{failed} errors" if failed else ""))
+
+        try:
+            return run_annotation(rows, out_dir, settings, on_video_done=done)
+        except unavailable as error:
+            raise _fail(str(error), 3) from None
+
+
+def _print_summary(summary, out_dir: Path) -> None:
+    table = Table("stage", "calls", "prompt tok", "completion tok", "model s", "wall s", title=f"run {summary.run_id} → {out_dir}")
+    for stage, stats in summary.stages.items():
+        table.add_row(stage, str(stats.calls), str(stats.prompt_tokens), str(stats.completion_tokens), f"{stats.model_latency_s:.1f}", f"{stats.wall_s:.1f}")
+    out.print(table)
+    out.print(f"{summary.records} records ({summary.ok} ok, {summary.errors} errors) over {summary.videos} videos in {summary.wall_s:.1f} s")
+    for reason, count in sorted(summary.errors_by_reason.items()):
+        out.print(f"  errors {reason}: {count}")
+
+
 # --------------------------------------------------------------------------- import / export / validate
 
 
@@ -296,44 +368,45 @@ def config_show(ctx: typer.Context) -> None:
 def demo(
     ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/demo"),
-    videos: Annotated[int, typer.Option("--videos", "-n", help="Synthetic videos to make.")] = 4,
+    videos: Annotated[int, typer.Option("--videos", "-n", help="Synthetic videos to make.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic set.")] = 0,
+    max_seconds: Annotated[float, typer.Option(help="Longest synthetic video, in seconds.")] = 45.0,
 ) -> None:
-    """The main job end to end on embedded defaults: synthesise videos, plan clips, export.
+    """The main job end to end on embedded defaults (offline models, local engine).
 
-    Writes OUT/synth (videos + manifest), OUT/plans.parquet, OUT/ground_truth/shard-00000.parquet
-    (records from the synthetic ground truth) and OUT/videoitg.json.
+    Synthesises grounded videos, annotates them with the three stages on the offline models (real
+    registry weights), exports VideoITG JSON, and scores the annotations against the synthetic ground
+    truth. Writes OUT/synth/, OUT/annotate/ (shards, summary.json), OUT/videoitg.json and
+    OUT/quality.json.
     """
-    from vidthinker.formats import export_videoitg_json, read_manifest, records_from_ground_truth
-    from vidthinker.planning import plan_manifest
-    from vidthinker.schema import ClipPlan, VideoITGRecord, write_parquet
+    from vidthinker.annotate import run_annotation
+    from vidthinker.formats import export_videoitg_json, iter_records, read_manifest
+    from vidthinker.models import ModelUnavailable
+    from vidthinker.quality import ground_truth_agreement
     from vidthinker.synth import generate_synthetic_set
 
     settings = settings_from(ctx)
     cfg = settings.synth
     with progress_bar("synthesising videos", videos) as bar:
         manifest_path = generate_synthetic_set(
-            out_dir / "synth", videos, seed, min_seconds=cfg.min_seconds, max_seconds=min(cfg.max_seconds, 90.0),
+            out_dir / "synth", videos, seed, min_seconds=min(cfg.min_seconds, max_seconds), max_seconds=max_seconds,
             width=cfg.width, height=cfg.height, fps=cfg.fps,
             progress=lambda m: bar.update(bar.task_ids[0], advance=1, status=m),
         )
     rows = read_manifest(manifest_path)
-    with progress_bar("planning clips", len(rows)) as bar:
-        plans = plan_manifest(rows, settings.video, lambda p: bar.update(bar.task_ids[0], advance=1, status=p.video_id))
-    write_parquet(plans, ClipPlan, out_dir / "plans.parquet")
-    records = records_from_ground_truth(rows, run_id="demo")
-    write_parquet(records, VideoITGRecord, out_dir / "ground_truth" / "shard-00000.parquet")
+    summary = _run_with_progress(rows, out_dir / "annotate", settings, run_annotation, ModelUnavailable)
+    _print_summary(summary, out_dir / "annotate")
+    records = list(iter_records(out_dir / "annotate" / "shards"))
     exported = export_videoitg_json(records, out_dir / "videoitg.json")
-    bad = [p for p in plans if p.error]
-    summary = Table("what", "count", title=f"demo run → {out_dir}")
-    summary.add_row("videos", str(len(rows)))
-    summary.add_row("unusable videos", str(len(bad)))
-    summary.add_row("clips planned", str(sum(len(p.clips) for p in plans)))
-    summary.add_row("QA pairs", str(sum(len(r.qa) for r in rows)))
-    summary.add_row("records exported (videoitg.json)", str(exported))
-    out.print(summary)
-    if bad:
-        raise typer.Exit(ExitCode.FAILED)
+    agreement = ground_truth_agreement(records, rows)
+    (out_dir / "quality.json").write_text(json.dumps({k: v.model_dump() for k, v in agreement.items()}, indent=1) + "\n")
+    table = Table("instruction type", "records", "frame P", "frame R", "clip P", "clip R", "type acc", "frames/QA",
+                  title="agreement with the synthetic ground truth")
+    for key, a in agreement.items():
+        table.add_row(key, str(a.records), f"{a.frame_precision:.2f}", f"{a.frame_recall:.2f}", f"{a.clip_precision:.2f}",
+                      f"{a.clip_recall:.2f}", f"{a.type_accuracy:.2f}", f"{a.mean_frames:.1f}")
+    out.print(table)
+    out.print(f"exported {exported} records → {out_dir / 'videoitg.json'}")
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

@@ -47,14 +47,24 @@ class VideoSettings(Section):
     request_max_side: int = Field(448, ge=32, le=4096, description="longest side of frames sent to models")
     jpeg_quality: int = Field(85, ge=10, le=100)
 
+    @model_validator(mode="after")
+    def _whole_clips(self) -> "VideoSettings":
+        per_clip = self.clip_seconds * self.grid_fps
+        if per_clip < 1 or abs(per_clip - round(per_clip)) > 1e-9:
+            raise ValueError(
+                f"clip_seconds * grid_fps must be a whole number of grid frames >= 1, got "
+                f"{self.clip_seconds:g} * {self.grid_fps:g} = {per_clip:g}"
+            )
+        return self
+
 
 class SynthSettings(Section):
     videos: int = Field(8, ge=1, le=100_000)
     seed: int = 0
     min_seconds: float = Field(20.0, ge=6)
     max_seconds: float = Field(240.0, ge=6)
-    width: int = Field(320, ge=64, le=3840)
-    height: int = Field(240, ge=64, le=2160)
+    width: int = Field(320, ge=96, le=3840)
+    height: int = Field(240, ge=72, le=2160)
     fps: int = Field(10, ge=2, le=60)
 
     @model_validator(mode="after")
@@ -62,6 +72,40 @@ class SynthSettings(Section):
         if self.max_seconds < self.min_seconds:
             raise ValueError(f"max_seconds ({self.max_seconds}) < min_seconds ({self.min_seconds})")
         return self
+
+
+class ModelSettings(Section):
+    """Which models the stages use. `offline` runs real small weights from the package registry behind
+    a loopback llama.cpp server; `openai` talks to any OpenAI-compatible endpoint (`vllm serve`)."""
+
+    backend: Literal["offline", "openai"] = "offline"
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (backend=openai)")
+    caption_model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="stage-1 MLLM served at base_url")
+    retrieval_model: str | None = Field(None, description="stage-2 LLM (default: caption_model)")
+    verify_model: str | None = Field(None, description="stage-3 yes/no VLM (default: caption_model)")
+    embedder: str = Field(
+        "efficientnet-lite0", description="stage-3 image embedder: efficientnet-lite0 (offline) or an HF CLIP/SigLIP name"
+    )
+    offline_llm: str = Field("smollm2", description="registry GGUF behind the offline llama.cpp server")
+    structured_output: Literal["auto", "json_schema", "json_object"] = "auto"
+    timeout_s: float = Field(120.0, gt=0)
+    max_in_flight: int = Field(16, ge=1, le=4096)
+    max_retries: int = Field(3, ge=0, le=20)
+
+
+class AnnotateSettings(Section):
+    caption_mode: Literal["per_question", "shared"] = Field(
+        "shared", description="shared: one stage-1 call per clip for all questions of a video"
+    )
+    oracle_captions: bool = Field(False, description="use the manifest's clip_descriptions as stage-1 output")
+    use_answer: bool = Field(True, description="let the answer guide what stage 1 describes")
+    frames_per_clip: int = Field(4, ge=1, le=64, description="frames of a clip shown to the stage-1 MLLM")
+    semantic_threshold: float = Field(0.90, gt=0, le=1, description="semantic-only near-duplicate cosine")
+    uniform_threshold: float = Field(0.97, gt=0, le=1, description="uniform policies: near-identical cosine")
+    uniform_frames: int = Field(8, ge=1, le=512, description="frames for motion-only / no-clue questions")
+    verify_frames: bool = Field(False, description="per-frame yes/no check by a VLM (needs an image model)")
+    videos_in_flight: int = Field(2, ge=1, le=256, description="videos annotated concurrently per worker")
+    cache_dir: Path | None = Field(None, description="request cache (default: <out>/cache)")
 
 
 class Settings(BaseSettings):
@@ -76,6 +120,8 @@ class Settings(BaseSettings):
 
     video: VideoSettings = Field(default_factory=VideoSettings)
     synth: SynthSettings = Field(default_factory=SynthSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -6,18 +6,23 @@ from collections.abc import Callable, Iterable
 
 from vidthinker.config import VideoSettings
 from vidthinker.schema import ClipPlan, ClipSpan, ManifestRow
-from vidthinker.video import VideoError, plan_clips, probe
+from vidthinker.video import VideoError, VideoInfo, plan_clips, probe
 
 
 def plan_video(row: ManifestRow, settings: VideoSettings) -> ClipPlan:
     """The clip plan of one video; an unusable video gives a plan with no clips and the error."""
+    return probe_and_plan(row, settings)[1]
+
+
+def probe_and_plan(row: ManifestRow, settings: VideoSettings) -> tuple[VideoInfo | None, ClipPlan]:
+    """(probe result, clip plan); the probe result is None when the video cannot be used."""
     base = {"video_id": row.video_id, "video": row.video, "clip_seconds": settings.clip_seconds, "grid_fps": settings.grid_fps}
     try:
         info = probe(row.video, allowed_roots=settings.allowed_roots)
         clips = plan_clips(info, clip_seconds=settings.clip_seconds, grid_fps=settings.grid_fps)
     except VideoError as error:
-        return ClipPlan(**base, error=f"{type(error).__name__}: {error}")
-    return ClipPlan(
+        return None, ClipPlan(**base, error=f"{type(error).__name__}: {error.reason}")
+    return info, ClipPlan(
         **base,
         duration_s=info.duration_s,
         fps=info.fps,

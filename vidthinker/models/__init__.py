@@ -1,0 +1,41 @@
+"""The model seam. Stages import from here (protocols, request/reply types, errors) only."""
+
+from .base import (
+    ChatModel,
+    ChatReply,
+    ChatRequest,
+    ContentPart,
+    ImageEmbedder,
+    ImagePart,
+    Message,
+    ModelError,
+    ModelHTTPError,
+    ModelReplyError,
+    ModelTimeout,
+    ModelUnavailable,
+    TextPart,
+    Usage,
+    VideoPart,
+    jpeg_data_url,
+    l2_normalise,
+)
+
+__all__ = [
+    "ChatModel",
+    "ChatReply",
+    "ChatRequest",
+    "ContentPart",
+    "ImageEmbedder",
+    "ImagePart",
+    "Message",
+    "ModelError",
+    "ModelHTTPError",
+    "ModelReplyError",
+    "ModelTimeout",
+    "ModelUnavailable",
+    "TextPart",
+    "Usage",
+    "VideoPart",
+    "jpeg_data_url",
+    "l2_normalise",
+]

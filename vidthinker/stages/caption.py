@@ -1,0 +1,166 @@
+"""Stage 1: an instruction-conditioned caption (and keywords) of every clip, for every question.
+
+The clip's evidence (frames as JPEG data URLs, or offline a factual report of what an image network
+saw) is put first in the prompt and is identical for all questions of a video, so vLLM's prefix
+cache reuses it. `shared=True` captions a clip for all questions of a video in one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vidthinker.models import ChatModel, ChatRequest, ImagePart, Message, ModelError, TextPart
+from vidthinker.prompts import PromptTemplate
+from vidthinker.schema import ClipCaption, QAPair, StageTrace
+from vidthinker.stages.common import trace_from_error, trace_from_reply
+
+ORACLE_MODEL = "oracle:ground-truth-descriptions"
+
+_CAPTION = {
+    "caption": {"type": "string", "minLength": 1},
+    "keywords": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
+}
+SINGLE_SCHEMA = {"type": "object", "properties": _CAPTION, "required": ["caption", "keywords"], "additionalProperties": False}
+SHARED_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "captions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"qa_id": {"type": "string"}, **_CAPTION},
+                "required": ["qa_id", "caption", "keywords"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["captions"],
+    "additionalProperties": False,
+}
+
+
+@dataclass(frozen=True)
+class ClipEvidence:
+    """What stage 1 may look at for one clip: frames, or a text report when the model is text-only."""
+
+    clip_id: int
+    start_s: float
+    end_s: float
+    images: tuple[str, ...] = ()
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class CaptionSettings:
+    use_answer: bool = True
+    shared: bool = False
+    clip_seconds: float = 5.0
+    max_tokens: int = 256
+    temperature: float = 0.0
+    image_detail: str | None = None
+
+
+def _messages(template: PromptTemplate, evidence: ClipEvidence, questions: Sequence[QAPair], settings: CaptionSettings) -> tuple[Message, ...]:
+    system, user = template.render(
+        clip_id=evidence.clip_id,
+        start_s=evidence.start_s,
+        end_s=evidence.end_s,
+        clip_seconds=settings.clip_seconds,
+        has_images=bool(evidence.images),
+        description=evidence.description or "",
+        questions=list(questions),
+        use_answer=settings.use_answer,
+    )
+    if not evidence.images:
+        # Plain string content: text-only servers (llama.cpp) reject a list of content parts.
+        return (Message.system(system), Message.user(user))
+    parts = [ImagePart(url, detail=settings.image_detail) for url in evidence.images]
+    return (Message.system(system), Message("user", (*parts, TextPart(user))))
+
+
+def _caption(video_id: str, qa_id: str, clip_id: int, trace: StageTrace, parsed: dict | None = None) -> ClipCaption:
+    parsed = parsed or {}
+    return ClipCaption(
+        video_id=video_id,
+        qa_id=qa_id,
+        clip_id=clip_id,
+        caption=str(parsed.get("caption", "")).strip(),
+        keywords=[str(k) for k in parsed.get("keywords", [])][:5],
+        trace=trace,
+    )
+
+
+async def caption_clip(
+    model: ChatModel,
+    template: PromptTemplate,
+    video_id: str,
+    evidence: ClipEvidence,
+    questions: Sequence[QAPair],
+    settings: CaptionSettings,
+) -> list[ClipCaption]:
+    """Captions of one clip for each question; a failed call becomes captions with an error, not an exception."""
+    if settings.shared and len(questions) > 1:
+        return await _caption_shared(model, template, video_id, evidence, questions, settings)
+    return list(
+        await asyncio.gather(*(_caption_one(model, template, video_id, evidence, q, settings) for q in questions))
+    )
+
+
+async def _caption_one(model, template, video_id, evidence, question, settings) -> ClipCaption:
+    request = ChatRequest(
+        messages=_messages(template, evidence, [question], settings),
+        json_schema=SINGLE_SCHEMA,
+        schema_name="clip_caption",
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
+        prompt_hash=template.hash,
+    )
+    try:
+        reply = await model.chat(request)
+    except ModelError as error:
+        return _caption(video_id, question.qa_id, evidence.clip_id, trace_from_error(error, model.model_id, template.hash))
+    return _caption(video_id, question.qa_id, evidence.clip_id, trace_from_reply(reply, template.hash), reply.parsed)
+
+
+async def _caption_shared(model, template, video_id, evidence, questions, settings) -> list[ClipCaption]:
+    request = ChatRequest(
+        messages=_messages(template, evidence, questions, settings),
+        json_schema=SHARED_SCHEMA,
+        schema_name="clip_captions",
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens * len(questions),
+        prompt_hash=template.hash,
+    )
+    try:
+        reply = await model.chat(request)
+    except ModelError as error:
+        trace = trace_from_error(error, model.model_id, template.hash)
+        return [_caption(video_id, q.qa_id, evidence.clip_id, trace) for q in questions]
+    by_id = {str(item.get("qa_id")): item for item in (reply.parsed or {}).get("captions", [])}
+    trace = trace_from_reply(reply, template.hash)
+    # The call's cost is booked once, on the first question, so per-stage sums stay true.
+    free = trace.model_copy(update={"usage": trace.usage.model_copy(update={"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})})
+    captions = []
+    for index, question in enumerate(questions):
+        item_trace = trace if index == 0 else free
+        item = by_id.get(question.qa_id)
+        if item is None and len(by_id) == len(questions):
+            # Weak models renumber the ids; the order still matches the questions.
+            item = list(by_id.values())[index]
+        if item is None:
+            item_trace = item_trace.model_copy(update={"error": f"reply has no caption for qa_id {question.qa_id!r}"})
+        captions.append(_caption(video_id, question.qa_id, evidence.clip_id, item_trace, item))
+    return captions
+
+
+def oracle_captions(video_id: str, descriptions: Sequence[str], clip_ids: Sequence[int], questions: Sequence[QAPair]) -> list[ClipCaption]:
+    """Stage 1 replaced by known clip descriptions (synthetic sets), to measure stages 2-3 on their own."""
+    captions = []
+    for clip_id in clip_ids:
+        text = descriptions[clip_id] if clip_id < len(descriptions) else ""
+        for question in questions:
+            trace = StageTrace(model=ORACLE_MODEL, error=None if text else f"no oracle description for clip {clip_id}")
+            captions.append(ClipCaption(video_id=video_id, qa_id=question.qa_id, clip_id=clip_id, caption=text, trace=trace))
+    return captions
