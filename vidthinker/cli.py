@@ -13,6 +13,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -46,7 +47,7 @@ class ExitCode:
 
 
 def _fail(message: str, code: int = ExitCode.BAD_INPUT) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -202,7 +203,7 @@ def plan(
     clips = sum(len(p.clips) for p in plans)
     out.print(f"planned {len(plans) - len(bad)}/{len(plans)} videos into {clips} clips → {out_file}")
     for p in bad:
-        console.print(f"[yellow]unusable video[/] {p.video_id}: {p.error}", highlight=False)
+        console.print(f"[yellow]unusable video[/] {p.video_id}: {escape(p.error or '')}", highlight=False)
 
 
 # --------------------------------------------------------------------------- annotate

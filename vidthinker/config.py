@@ -100,6 +100,7 @@ class AnnotateSettings(Section):
     oracle_captions: bool = Field(False, description="use the manifest's clip_descriptions as stage-1 output")
     use_answer: bool = Field(True, description="let the answer guide what stage 1 describes")
     frames_per_clip: int = Field(4, ge=1, le=64, description="frames of a clip shown to the stage-1 MLLM")
+    caption_max_tokens: int = Field(96, ge=8, le=4096, description="stage-1 reply budget per question")
     semantic_threshold: float = Field(0.90, gt=0, le=1, description="semantic-only near-duplicate cosine")
     uniform_threshold: float = Field(0.97, gt=0, le=1, description="uniform policies: near-identical cosine")
     uniform_frames: int = Field(8, ge=1, le=512, description="frames for motion-only / no-clue questions")

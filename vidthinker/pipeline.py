@@ -90,7 +90,9 @@ class VideoAnnotator:
         self.caption_prompt = load_prompt("caption_clip")
         self.retrieval_prompt = load_prompt("retrieve_clips")
         self.verify_prompt = load_prompt("verify_frame") if a.verify_frames else None
-        self.caption_settings = CaptionSettings(use_answer=a.use_answer, shared=a.caption_mode == "shared", clip_seconds=v.clip_seconds)
+        self.caption_settings = CaptionSettings(
+            use_answer=a.use_answer, shared=a.caption_mode == "shared", clip_seconds=v.clip_seconds, max_tokens=a.caption_max_tokens
+        )
         self.retrieval_settings = RetrievalSettings(clip_seconds=v.clip_seconds)
         self.localize_settings = LocalizeSettings(a.semantic_threshold, a.uniform_threshold, a.uniform_frames)
         self.provenance = Provenance(
