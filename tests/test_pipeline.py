@@ -55,7 +55,8 @@ def scripted_model(body):
         return {"explanation": f"clips mentioning {sorted(clues)}", "instruction_type": kind, "clips": clips}
     if name == "clip_captions":
         ids = re.findall(r"Question (\S+):", text)
-        return {"captions": [{"qa_id": i, "caption": f"caption for {i}", "keywords": []} for i in ids]}
+        assert ids == body["response_format"]["json_schema"]["schema"]["required"]
+        return {i: {"caption": f"caption for {i}", "keywords": []} for i in ids}
     return None
 
 

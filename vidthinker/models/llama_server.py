@@ -98,6 +98,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when its parent dies, so a killed annotate
+    run (SIGKILL, OOM) never leaves an orphaned server holding a port and CPU."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _stop_pid(proc: subprocess.Popen[bytes], grace_s: float) -> None:
     if proc.poll() is not None:
         return
@@ -227,6 +237,8 @@ class LlamaServer:
     def _spawn_and_wait(self) -> None:
         assert self._log_path is not None
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "VIDTHINKER_API_KEY")}
+        # llama.cpp's OpenMP threads spin while idle by default, starving the decoder and embedder.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         with open(self._log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 self.command(),
@@ -235,6 +247,7 @@ class LlamaServer:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # a terminal's Ctrl-C goes to us; we stop it ourselves
+                preexec_fn=_die_with_parent,
             )
         self._finalizer = weakref.finalize(self, _stop_pid, self._proc, self.stop_timeout_s)
         deadline = time.monotonic() + self.startup_timeout_s

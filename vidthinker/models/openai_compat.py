@@ -471,7 +471,8 @@ class OpenAICompatChat:
             if request.json_schema is None:
                 return self._reply(text, None, usage, t0, data, attempts, finish)
             try:
-                parsed = json.loads(_strip_fences(text))
+                # strict=False: small models put raw newlines/tabs inside strings; the content is fine.
+                parsed = json.loads(_strip_fences(text), strict=False)
                 errors = sorted(validator.iter_errors(parsed), key=lambda e: list(e.path))
                 if errors:
                     where = "/".join(map(str, errors[0].absolute_path)) or "<root>"

@@ -23,22 +23,18 @@ _CAPTION = {
     "keywords": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
 }
 SINGLE_SCHEMA = {"type": "object", "properties": _CAPTION, "required": ["caption", "keywords"], "additionalProperties": False}
-SHARED_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "captions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"qa_id": {"type": "string"}, **_CAPTION},
-                "required": ["qa_id", "caption", "keywords"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["captions"],
-    "additionalProperties": False,
-}
+_CAPTION_OBJECT = {"type": "object", "properties": _CAPTION, "required": ["caption", "keywords"], "additionalProperties": False}
+
+
+def shared_schema(questions: Sequence[QAPair]) -> dict:
+    """One required key per question id, in order: grammar-constrained decoders (vLLM, llama.cpp) then
+    cannot skip, rename or reorder a question, which weak models otherwise do."""
+    return {
+        "type": "object",
+        "properties": {q.qa_id: _CAPTION_OBJECT for q in questions},
+        "required": [q.qa_id for q in questions],
+        "additionalProperties": False,
+    }
 
 
 @dataclass(frozen=True)
@@ -127,7 +123,7 @@ async def _caption_one(model, template, video_id, evidence, question, settings) 
 async def _caption_shared(model, template, video_id, evidence, questions, settings) -> list[ClipCaption]:
     request = ChatRequest(
         messages=_messages(template, evidence, questions, settings),
-        json_schema=SHARED_SCHEMA,
+        json_schema=shared_schema(questions),
         schema_name="clip_captions",
         temperature=settings.temperature,
         max_tokens=settings.max_tokens * len(questions),
@@ -138,7 +134,7 @@ async def _caption_shared(model, template, video_id, evidence, questions, settin
     except ModelError as error:
         trace = trace_from_error(error, model.model_id, template.hash)
         return [_caption(video_id, q.qa_id, evidence.clip_id, trace) for q in questions]
-    by_id = {str(item.get("qa_id")): item for item in (reply.parsed or {}).get("captions", [])}
+    by_id = reply.parsed or {}
     trace = trace_from_reply(reply, template.hash)
     # The call's cost is booked once, on the first question, so per-stage sums stay true.
     free = trace.model_copy(update={"usage": trace.usage.model_copy(update={"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})})
@@ -146,11 +142,9 @@ async def _caption_shared(model, template, video_id, evidence, questions, settin
     for index, question in enumerate(questions):
         item_trace = trace if index == 0 else free
         item = by_id.get(question.qa_id)
-        if item is None and len(by_id) == len(questions):
-            # Weak models renumber the ids; the order still matches the questions.
-            item = list(by_id.values())[index]
-        if item is None:
-            item_trace = item_trace.model_copy(update={"error": f"reply has no caption for qa_id {question.qa_id!r}"})
+        if not isinstance(item, dict):
+            item_trace = item_trace.model_copy(update={"error": f"ModelReplyError: reply has no caption for qa_id {question.qa_id!r}"})
+            item = None
         captions.append(_caption(video_id, question.qa_id, evidence.clip_id, item_trace, item))
     return captions
 
