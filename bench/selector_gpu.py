@@ -1,0 +1,339 @@
+#!/usr/bin/env python
+"""Selector GPU benchmark: 512-frame scoring latency/memory (7B class), training throughput/MFU (1.5B class).
+
+Figures printed (one run, one device):
+  matmul      achieved dense matmul rate (bf16 8192^3 on CUDA): the yardstick for the floors below
+  score       Variant C scoring of one video: vision encode (SigLIP-so400m sizes) + LM pass (Qwen2-7B
+              sizes) over T frames * s^2 tokens + the instruction; latency, peak memory, and the FLOP
+              floor (model FLOPs / measured matmul rate) with the ratio latency / floor
+  train       Qwen2-1.5B-class training steps from cached frame features (frozen vision encoder, as in
+              training): samples/s and model FLOP utilisation (6*N*tokens + attention, over the measured
+              matmul rate and over the nominal peak) with and without gradient checkpointing
+
+Weights are random (no hub here); shapes and kernels are what matter. CUDA is required unless
+`--tiny`, which runs a tiny config on the CPU (fp32) so this script itself is exercised by the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from trainer.config import (
+    SelectorConfig,
+    qwen2_config,
+    siglip_so400m_config,
+    tiny_qwen2_config,
+    tiny_siglip_config,
+    tokens_per_side,
+)
+
+NOMINAL_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny random config on the CPU (tests the script)"
+    )
+    parser.add_argument("--frames", type=int, default=512, help="frames scored per video (default 512)")
+    parser.add_argument("--budget", type=int, default=16384, help="visual token budget (default 16384)")
+    parser.add_argument("--instruction-tokens", type=int, default=64, help="instruction length in tokens")
+    parser.add_argument("--score-lm", default="7b", help="Qwen2 size for scoring (7b, 1.5b, 0.5b)")
+    parser.add_argument("--train-lm", default="1.5b", help="Qwen2 size for training (1.5b, 0.5b, 7b)")
+    parser.add_argument(
+        "--train-frames", type=int, default=None, help="frames per training sample (default --frames)"
+    )
+    parser.add_argument("--train-batch", type=int, default=1, help="samples per training step")
+    parser.add_argument("--steps", type=int, default=8, help="timed training steps per setting")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up iterations")
+    parser.add_argument("--repeats", type=int, default=5, help="timed scoring repetitions")
+    parser.add_argument(
+        "--attn",
+        default="sdpa",
+        choices=["sdpa", "flash_attention_2", "eager"],
+        help="attention implementation (sdpa uses the flash/cuDNN kernels when it can)",
+    )
+    parser.add_argument("--skip-train", action="store_true", help="only the scoring benchmark")
+    parser.add_argument("--skip-score", action="store_true", help="only the training benchmark")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- FLOP model
+
+
+def lm_flops(cfg: dict, seq: int, with_embeddings: bool = False) -> float:
+    """Forward FLOPs of a Qwen2-style decoder over `seq` tokens: 2*N_matmul*seq + attention (QK^T, AV)."""
+    h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = h // heads
+    per_layer = h * heads * head_dim + 2 * h * kv * head_dim + heads * head_dim * h + 3 * h * inter
+    matmul = 2.0 * layers * per_layer * seq
+    attention = 4.0 * layers * seq * seq * heads * head_dim  # full (non-causal) attention
+    return matmul + attention
+
+
+def vit_flops(cfg: dict, images: int) -> float:
+    h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    tokens = (cfg["image_size"] // cfg["patch_size"]) ** 2
+    per_layer = 4 * h * h + 2 * h * inter
+    patch = 2.0 * tokens * 3 * cfg["patch_size"] ** 2 * h
+    return images * (patch + 2.0 * layers * per_layer * tokens + 4.0 * layers * tokens * tokens * h)
+
+
+def trainable_matmul_params(cfg: dict) -> float:
+    h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = h // heads
+    return layers * (h * heads * head_dim + 2 * h * kv * head_dim + heads * head_dim * h + 3 * h * inter)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def matmul_rate(device: torch.device, tiny: bool) -> float:
+    """Achieved FLOP/s of a large dense matmul (bf16 on CUDA, fp32 on CPU)."""
+    n = 512 if tiny else 8192
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds = timed(lambda: a @ b, device, repeats=5 if tiny else 20, warmup=2)
+    return 2.0 * n**3 / seconds
+
+
+def gib(nbytes: float) -> float | None:
+    return None if math.isnan(nbytes) else nbytes / 2**30
+
+
+def fmt_gib(value: float | None) -> str:
+    return "n/a (CPU)" if value is None else f"{value:.2f} GiB"
+
+
+def build(
+    variant: str, vision_cfg: dict, text_cfg: dict, attn: str, dtype: torch.dtype, device: torch.device
+):
+    from trainer.model import FrameSelector
+
+    config = SelectorConfig(
+        variant=variant,
+        vision={"kind": "siglip", "config": vision_cfg, "select_layer": -2},
+        text={"config": text_cfg, "tokenizer": "bytes"},
+        attn_implementation=attn,
+    )
+    with torch.device(device):
+        model = FrameSelector(config, load_pretrained=False, dtype=dtype)
+    return model.to(device)
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+def bench_score(args, device, rate, vision_cfg, text_cfg) -> dict:
+    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    model = build("C", vision_cfg, text_cfg, args.attn, dtype, device).eval()
+    frames = torch.randint(
+        0, 256, (args.frames, vision_cfg["image_size"], vision_cfg["image_size"], 3), dtype=torch.uint8
+    ).numpy()
+    ids = torch.randint(3, text_cfg["vocab_size"], (args.instruction_tokens,))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.empty_cache()
+    encode_bs = 8 if args.tiny else 64
+
+    def encode():  # features stay on the device (inference does not round-trip through the cache)
+        return model.encode_frames(frames, batch_size=encode_bs, to_cpu=False)
+
+    feats = encode()
+
+    @torch.inference_mode()
+    def score():
+        return model([feats], [ids], budget=args.budget).logits
+
+    t_encode = timed(encode, device, repeats=max(1, args.repeats // 2), warmup=1)
+    t_score = timed(score, device, repeats=args.repeats, warmup=args.warmup)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
+    grid = vision_cfg["image_size"] // vision_cfg["patch_size"]
+    side = tokens_per_side(args.frames, args.budget, grid)
+    seq = args.frames * side * side + args.instruction_tokens
+    f_vit = vit_flops(vision_cfg, args.frames)
+    f_lm = lm_flops(text_cfg, seq)
+    total = t_encode + t_score
+    return {
+        "frames": args.frames,
+        "tokens_per_frame": side * side,
+        "lm_tokens": seq,
+        "encode_s": t_encode,
+        "lm_score_s": t_score,
+        "total_s": total,
+        "peak_mem_gib": gib(peak),
+        "flops_vit": f_vit,
+        "flops_lm": f_lm,
+        "floor_s": (f_vit + f_lm) / rate,
+        "floor_lm_s": f_lm / rate,
+        "latency_over_floor": total / ((f_vit + f_lm) / rate),
+        "lm_over_floor": t_score / (f_lm / rate),
+    }
+
+
+def bench_train(args, device, rate, vision_cfg, text_cfg, checkpointing: bool) -> dict:
+    from trainer.data import selector_loss
+
+    model = build("C", vision_cfg, text_cfg, args.attn, torch.float32, device)
+    model.train()
+    if checkpointing:
+        model.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=2e-5, fused=device.type == "cuda")
+    frames = args.train_frames or args.frames
+    grid = vision_cfg["image_size"] // vision_cfg["patch_size"]
+    feats = [
+        torch.randn(frames, grid, grid, vision_cfg["hidden_size"], dtype=torch.float16, device=device)
+        for _ in range(args.train_batch)
+    ]
+    ids = [
+        torch.randint(3, text_cfg["vocab_size"], (args.instruction_tokens,)) for _ in range(args.train_batch)
+    ]
+    labels = (torch.rand(args.train_batch, frames, device=device) < 0.05).float()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(feats, ids, budget=args.budget)
+        loss = selector_loss(out.logits, labels, out.frame_mask)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), 1.0)
+        optimizer.step()
+
+    try:
+        seconds = timed(step, device, repeats=args.steps, warmup=args.warmup)
+    except torch.OutOfMemoryError:
+        seconds = None
+    if seconds is None:
+        model = optimizer = feats = None  # free before the next setting
+        torch.cuda.empty_cache()
+        return {"gradient_checkpointing": checkpointing, "frames": frames, "oom": True}
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else float("nan")
+    side = tokens_per_side(frames, args.budget, grid)
+    seq = frames * side * side + args.instruction_tokens
+    model_flops = 3.0 * lm_flops(text_cfg, seq) * args.train_batch  # fwd + bwd (2x); recompute not counted
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    nominal = next((v for k, v in NOMINAL_PEAK_TFLOPS.items() if k in name), None)
+    model = optimizer = feats = None
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "gradient_checkpointing": checkpointing,
+        "frames": frames,
+        "lm_tokens": seq,
+        "step_s": seconds,
+        "samples_per_s": args.train_batch / seconds,
+        "peak_mem_gib": gib(peak),
+        "mfu_vs_measured_matmul": model_flops / seconds / rate,
+        "mfu_vs_nominal_peak": (model_flops / seconds / (nominal * 1e12)) if nominal else None,
+        "trainable_matmul_params": trainable_matmul_params(text_cfg),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.tiny:
+        device = torch.device("cpu")
+        torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+        args.frames = min(args.frames, 32)
+        args.budget = min(args.budget, 512)
+        args.instruction_tokens = min(args.instruction_tokens, 16)
+        args.steps, args.warmup, args.repeats = min(args.steps, 2), 1, min(args.repeats, 2)
+        score_vision = train_vision = tiny_siglip_config()
+        score_text = train_text = tiny_qwen2_config()
+    else:
+        if not torch.cuda.is_available():
+            print("error: CUDA is required (use --tiny for the CPU smoke run)", file=sys.stderr)
+            return 2
+        device = torch.device("cuda")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        score_vision = train_vision = siglip_so400m_config()
+        score_text, train_text = qwen2_config(args.score_lm), qwen2_config(args.train_lm)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    rate = matmul_rate(device, args.tiny)
+    report: dict = {
+        "device": name,
+        "torch": torch.__version__,
+        "attn": args.attn,
+        "matmul_tflops": rate / 1e12,
+        "tiny": args.tiny,
+    }
+    print(f"device {name}  torch {torch.__version__}  attn {args.attn}")
+    kind = "fp32 512^3" if args.tiny else "bf16 8192^3"
+    print(f"matmul      {rate / 1e12:8.2f} TFLOP/s measured ({kind})")
+    if not args.skip_score:
+        s = bench_score(args, device, rate, score_vision, score_text)
+        report["score"] = s
+        label = "tiny" if args.tiny else f"SigLIP-so400m + Qwen2-{args.score_lm}"
+        print(
+            f"score       {label}: {s['frames']} frames x {s['tokens_per_frame']} tok = {s['lm_tokens']} LM tokens"
+        )
+        print(
+            f"            encode {s['encode_s'] * 1e3:9.1f} ms   LM {s['lm_score_s'] * 1e3:9.1f} ms   "
+            f"total {s['total_s'] * 1e3:9.1f} ms   peak mem {fmt_gib(s['peak_mem_gib'])}"
+        )
+        print(
+            f"            FLOP floor {s['floor_s'] * 1e3:9.1f} ms (LM {s['floor_lm_s'] * 1e3:.1f} ms)   "
+            f"latency/floor {s['latency_over_floor']:.2f}x (LM {s['lm_over_floor']:.2f}x)"
+        )
+    if not args.skip_train:
+        report["train"] = []
+        for ckpt in (False, True):
+            t = bench_train(args, device, rate, train_vision, train_text, ckpt)
+            report["train"].append(t)
+            label = "tiny" if args.tiny else f"Qwen2-{args.train_lm}"
+            if t.get("oom"):
+                print(
+                    f"train       {label} ckpt={'on ' if ckpt else 'off'} {t['frames']} frames: out of memory"
+                )
+                continue
+            nominal = (
+                f"{t['mfu_vs_nominal_peak'] * 100:.1f}%" if t["mfu_vs_nominal_peak"] is not None else "n/a"
+            )
+            print(
+                f"train       {label} ckpt={'on ' if ckpt else 'off'} {t['frames']} frames "
+                f"({t['lm_tokens']} tok): {t['samples_per_s']:.3f} samples/s  step {t['step_s'] * 1e3:.1f} ms  "
+                f"peak {fmt_gib(t['peak_mem_gib'])}  "
+                f"MFU {t['mfu_vs_measured_matmul'] * 100:.1f}% of measured matmul, {nominal} of nominal peak"
+            )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Typer-compatible command functions (registered by the CLI as `vidthinker train` / `vidthinker select`).
+
+Parameters use `Annotated[..., typer.Option(...)]`, so the functions are also plain Python functions
+with ordinary defaults (tests call them directly).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train_command(
+    shards: Annotated[
+        Path, typer.Argument(help="Folder of VideoITG record parquet shards (or a VideoITG-40K JSON file).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run folder: checkpoints, metrics.jsonl and the final model.")
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Training config (.yaml/.json): TrainConfig fields, `model` = preset name or SelectorConfig.",
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Model preset overriding the config's model: tiny, tiny-b, offline, qwen2-7b, qwen2-1.5b."
+        ),
+    ] = None,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Start from this selector checkpoint instead of a fresh model.")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Epochs over the records (paper: 1).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (overrides --epochs for the schedule).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of projector + LM (paper: 2e-5).")] = None,
+    head_lr: Annotated[
+        float | None, typer.Option(help="Learning rate of the scoring head (paper: 2e-4).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per micro-batch per process.")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option(
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+            help="Recompute LM activations in backward to save memory.",
+        ),
+    ] = None,
+    save_every: Annotated[
+        int | None, typer.Option(help="Save a resumable checkpoint every N steps (0: at the end only).")
+    ] = None,
+    video_root: Annotated[
+        Path | None, typer.Option(help="Base folder for relative video paths in the records.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume", help="Continue from the newest checkpoint in --out if there is one."
+        ),
+    ] = True,
+    seed: Annotated[int | None, typer.Option(help="Seed for init, data order and token budgets.")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Force a device (e.g. cpu); default: CUDA when available. Under torchrun each process takes its LOCAL_RANK GPU."
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Train the VideoITG frame selector on record shards (1 process, or DDP under `torchrun`)."""
+    from trainer.config import load_train_config, preset_config
+    from trainer.train import train
+
+    overrides = dict(
+        init_from=str(init_from) if init_from else None,
+        epochs=epochs,
+        max_steps=max_steps,
+        lr=lr,
+        head_lr=head_lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        gradient_checkpointing=gradient_checkpointing,
+        save_every_steps=save_every,
+        video_root=str(video_root) if video_root else None,
+        seed=seed,
+    )
+    cfg = load_train_config(config, **overrides)
+    if preset:
+        cfg.model = preset_config(preset)
+    cfg.resume = resume
+    cfg.progress = progress
+    result = train(shards, out, cfg, device=device)
+    summary = {
+        "out": str(result.out_dir),
+        "step": result.step,
+        "total_steps": result.total_steps,
+        "completed": result.completed,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "data_version": result.data_version,
+        "samples": result.samples,
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "elapsed_s": round(result.elapsed_s, 2),
+    }
+    typer.echo(json.dumps(summary))
+
+
+def select_command(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Trained selector folder (config.json + model.safetensors).")
+    ],
+    manifest: Annotated[
+        Path,
+        typer.Argument(
+            help="Manifest (.jsonl/.parquet ManifestRow, LLaVA-Video .json) or JSONL rows {doc_id, video_path, question}."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for results.jsonl and frame_indices.jsonl.")
+    ],
+    k: Annotated[
+        int, typer.Option("--k", "-k", help="Frames kept per question (Top-K, written ascending).")
+    ] = 32,
+    num_frames: Annotated[int, typer.Option(help="Frames scored per video (paper: 512).")] = 512,
+    sampling: Annotated[
+        str,
+        typer.Option(
+            help="'grid': the 1-fps grid (as in training); 'uniform': uniform over all video frames."
+        ),
+    ] = "grid",
+    batch_size: Annotated[int, typer.Option(help="Questions scored per forward pass.")] = 8,
+    prefetch: Annotated[int, typer.Option(help="Videos decoded ahead in background threads.")] = 2,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="On-disk frame-feature cache (reused across runs).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Device (default: CUDA when available).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N videos.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Score a manifest's questions with a trained selector and write lmms-eval's frame files."""
+    from trainer.inference import Selector, select_manifest
+
+    selector = Selector.from_pretrained(
+        checkpoint, device=device, cache_dir=cache_dir, sampling=sampling, batch_size=batch_size
+    )
+    report = select_manifest(
+        selector, manifest, out, k=k, num_frames=num_frames, prefetch=prefetch, limit=limit, progress=progress
+    )
+    typer.echo(
+        json.dumps(
+            {
+                "results": str(report.results),
+                "frame_indices": str(report.frame_indices),
+                "videos": report.videos,
+                "queries": report.queries,
+                "failed_videos": len(report.failed_videos),
+                "elapsed_s": round(report.elapsed_s, 2),
+            }
+        )
+    )

@@ -1,0 +1,434 @@
+"""Training data for the selector: records → frames on the 1-fps grid → labels, loss, cached features.
+
+- Records come from parquet shards of `VideoITGRecord` (records with an `error` are skipped) or from
+  VideoITG-40K JSON (`[{id, video, question, answer, frame_num, clip_num, motion, existence}, ...]`).
+- A video's T frames are its 1-fps grid ids (all when n_grid <= cap, else `uniform_indices(n_grid, cap)`);
+  label 1 where the grid id is in the record's `frame_num`.
+- Loss: BCE with logits, pos_weight = min(cap, sqrt(neg/pos)) per sample (cap 5 in the paper).
+- Frozen-encoder features are computed once per video and cached in memory (LRU by bytes) and on disk,
+  keyed by (video content hash, encoder id, frame ids, image size, feature grid); every question about
+  the video reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainer import _video
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- records → samples
+
+
+@dataclass(frozen=True)
+class Sample:
+    sample_id: str
+    video: str  # resolved path
+    question: str
+    frame_num: tuple[int, ...]  # relevant 1-fps grid ids
+    source: str = ""
+
+
+@dataclass
+class LoadReport:
+    files: list[str] = field(default_factory=list)
+    records: int = 0
+    skipped_error: int = 0
+    skipped_missing_video: int = 0
+
+
+def source_files(source: str | Path) -> list[Path]:
+    """Record files under a folder (parquet shards, or VideoITG JSON when there are none) or one file."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such shard folder or record file")
+    visible = lambda p: not any(part.startswith((".", "_")) for part in p.relative_to(source).parts)
+    files = sorted(p for p in source.rglob("*.parquet") if visible(p))
+    if not files:
+        files = sorted(p for p in source.rglob("*.json") if visible(p))
+    if not files:
+        raise FileNotFoundError(f"{source}: no parquet shards (or VideoITG JSON) found")
+    return files
+
+
+def data_version(source: str | Path) -> str:
+    """Hash of the record files (names relative to the source + contents): the trained-on data version."""
+    source = Path(source)
+    digest = hashlib.sha256()
+    base = source if source.is_dir() else source.parent
+    for path in source_files(source):
+        digest.update(str(path.relative_to(base)).encode())
+        digest.update(_video.content_hash(path).encode())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def _resolve_video(video: str, candidates: Sequence[Path]) -> str:
+    if "://" in video:
+        video = video.split("://", 1)[1] if video.startswith("file://") else video
+    path = Path(video)
+    if path.is_absolute():
+        return str(path)
+    for base in candidates:
+        if (base / path).exists():
+            return str((base / path).resolve())
+    return str((candidates[0] / path).resolve()) if candidates else str(path)
+
+
+def _parquet_samples(path: Path, bases: list[Path], report: LoadReport) -> list[Sample]:
+    from vidthinker.schema import VideoITGRecord, read_parquet
+
+    out = []
+    for record in read_parquet(path, VideoITGRecord):
+        report.records += 1
+        if record.error is not None:
+            report.skipped_error += 1
+            continue
+        out.append(
+            Sample(
+                sample_id=f"{record.video_id}/{record.qa_id}",
+                video=_resolve_video(record.video, bases),
+                question=record.question,
+                frame_num=tuple(sorted(set(record.frame_num))),
+                source=path.name,
+            )
+        )
+    return out
+
+
+def _json_samples(path: Path, bases: list[Path], report: LoadReport) -> list[Sample]:
+    items = json.loads(path.read_text())
+    if isinstance(items, dict):
+        items = items.get("data") or items.get("records") or []
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a JSON list of VideoITG records")
+    seen: dict[str, int] = {}
+    out = []
+    for index, item in enumerate(items):
+        missing = [k for k in ("id", "video", "question") if k not in item]
+        if missing:
+            raise ValueError(f"{path} item {index}: missing {missing}")
+        report.records += 1
+        if item.get("error"):
+            report.skipped_error += 1
+            continue
+        rid = str(item["id"])
+        occurrence = seen.get(rid, 0)
+        seen[rid] = occurrence + 1  # released ids repeat across a video's questions
+        frames = tuple(sorted({int(f) for f in (item.get("frame_num") or [])}))
+        out.append(
+            Sample(
+                sample_id=f"{rid}-{occurrence}" if occurrence else rid,
+                video=_resolve_video(str(item["video"]), bases),
+                question=str(item["question"]),
+                frame_num=frames,
+                source=path.name,
+            )
+        )
+    return out
+
+
+def load_samples(
+    source: str | Path,
+    video_root: str | Path | None = None,
+    report: LoadReport | None = None,
+    require_video: bool = True,
+) -> list[Sample]:
+    """All good records of a shard folder / parquet file / VideoITG JSON as `Sample`s."""
+    report = report if report is not None else LoadReport()
+    source = Path(source)
+    samples: list[Sample] = []
+    for path in source_files(source):
+        report.files.append(str(path))
+        bases = [Path(video_root)] if video_root else []
+        bases += [path.parent, source if source.is_dir() else source.parent]
+        if path.suffix.lower() == ".parquet":
+            samples.extend(_parquet_samples(path, bases, report))
+        else:
+            samples.extend(_json_samples(path, bases, report))
+    if require_video:
+        kept = [s for s in samples if Path(s.video).exists()]
+        report.skipped_missing_video += len(samples) - len(kept)
+        if len(kept) < len(samples):
+            log.warning("skipped %d samples whose video is missing", len(samples) - len(kept))
+        samples = kept
+    return samples
+
+
+# --------------------------------------------------------------------------- frames and labels
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """Which frames of a video the selector sees: grid ids and the original video frames they are."""
+
+    video: str
+    fps: float
+    num_frames: int
+    n_grid: int
+    grid_ids: tuple[int, ...]
+    video_frame_ids: tuple[int, ...]
+    meta: Any = field(default=None, compare=False, repr=False)
+
+
+_plan_lock = threading.Lock()
+_plan_memo: dict[tuple[str, int, float], FramePlan] = {}
+
+
+def frame_plan(video: str | Path, cap: int = 512, grid_fps: float = 1.0) -> FramePlan:
+    key = (str(video), int(cap), float(grid_fps))
+    with _plan_lock:
+        if key in _plan_memo:
+            return _plan_memo[key]
+    meta = _video.probe(video)
+    n_grid = _video.num_grid_frames(meta, grid_fps)
+    if n_grid < 1:
+        raise ValueError(f"{video}: no frames on the {grid_fps} fps grid")
+    grid_ids = _video.sample_grid_ids(n_grid, cap)
+    frames = _video.grid_frames(meta, grid_ids, grid_fps)
+    plan = FramePlan(str(video), meta.fps, meta.num_frames, n_grid, tuple(grid_ids), tuple(frames), meta)
+    with _plan_lock:
+        _plan_memo[key] = plan
+    return plan
+
+
+def make_labels(grid_ids: Sequence[int], frame_num: Iterable[int]) -> np.ndarray:
+    relevant = set(int(f) for f in frame_num)
+    return np.array([1.0 if int(g) in relevant else 0.0 for g in grid_ids], dtype=np.float32)
+
+
+def pos_weight(labels: np.ndarray | torch.Tensor, cap: float = 5.0) -> float:
+    """min(cap, sqrt(neg/pos)). Degenerate cases: no positives → 1 (unused); no negatives → 1
+    (sqrt(0) would zero the loss of an all-positive sample)."""
+    labels = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels)
+    pos = float((labels > 0.5).sum())
+    neg = float(labels.size - pos)
+    if pos == 0 or neg == 0:
+        return 1.0
+    return min(float(cap), math.sqrt(neg / pos))
+
+
+def selector_loss(
+    logits: torch.Tensor, labels: torch.Tensor, frame_mask: torch.Tensor, cap: float = 5.0
+) -> torch.Tensor:
+    """Mean over samples of the per-sample mean weighted BCE over that sample's frames."""
+    losses = []
+    for i in range(logits.shape[0]):
+        valid = frame_mask[i]
+        y = labels[i][valid].float()
+        pw = torch.tensor(pos_weight(y, cap), dtype=torch.float32, device=logits.device)
+        losses.append(F.binary_cross_entropy_with_logits(logits[i][valid].float(), y, pos_weight=pw))
+    return torch.stack(losses).mean()
+
+
+# --------------------------------------------------------------------------- feature cache
+
+
+@dataclass
+class CacheStats:
+    memory_hits: int = 0
+    disk_hits: int = 0
+    misses: int = 0
+    compute_s: float = 0.0
+    load_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class FeatureCache:
+    """Per-video frozen-encoder features: an in-memory LRU (bounded in bytes) over an on-disk store."""
+
+    def __init__(self, cache_dir: str | Path | None, memory_bytes: int = 2 << 30) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.memory_bytes = int(memory_bytes)
+        self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._used = 0
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    @staticmethod
+    def key(video: str | Path, encoder_id: str, frame_ids: Sequence[int], image_size: int, grid: int) -> str:
+        body = json.dumps(
+            {
+                "video": _video.content_hash(video),
+                "encoder": encoder_id,
+                "frames": [int(f) for f in frame_ids],
+                "size": [int(image_size), int(grid)],
+            },
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def _path(self, key: str) -> Path | None:
+        return self.cache_dir / key[:2] / f"{key}.safetensors" if self.cache_dir else None
+
+    def _remember(self, key: str, value: torch.Tensor) -> None:
+        size = value.numel() * value.element_size()
+        if size > self.memory_bytes:
+            return
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                return
+            self._memory[key] = value
+            self._used += size
+            while self._used > self.memory_bytes and self._memory:
+                _, old = self._memory.popitem(last=False)
+                self._used -= old.numel() * old.element_size()
+
+    def get(self, key: str) -> torch.Tensor | None:
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                self.stats.memory_hits += 1
+                return self._memory[key]
+        path = self._path(key)
+        if path is not None and path.is_file():
+            from safetensors.torch import load_file
+
+            start = time.perf_counter()
+            value = load_file(str(path))["features"]
+            self.stats.load_s += time.perf_counter() - start
+            self.stats.disk_hits += 1
+            self._remember(key, value)
+            return value
+        return None
+
+    def put(self, key: str, value: torch.Tensor) -> None:
+        value = value.contiguous()
+        path = self._path(key)
+        if path is not None:
+            from safetensors.torch import save_file
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            save_file({"features": value}, str(tmp))
+            os.replace(tmp, path)  # atomic: concurrent writers (DDP ranks) never expose half a file
+        self._remember(key, value)
+
+    def get_or_compute(self, key: str, compute) -> torch.Tensor:
+        value = self.get(key)
+        if value is not None:
+            return value
+        start = time.perf_counter()
+        value = compute()
+        self.stats.compute_s += time.perf_counter() - start
+        self.stats.misses += 1
+        self.put(key, value)
+        return value
+
+
+class VideoFeatures:
+    """Features of a video's planned frames from a frozen encoder, through a `FeatureCache`."""
+
+    def __init__(
+        self,
+        model,
+        cache: FeatureCache | None = None,
+        cap: int = 512,
+        grid_fps: float = 1.0,
+        encode_batch_size: int = 32,
+        isolate: bool = True,
+    ) -> None:
+        self.isolate = isolate
+        self.model = model  # FrameSelector (uses .vision, .feature_grid, .encoder_id(), .encode_frames)
+        self.cache = cache if cache is not None else FeatureCache(None)
+        self.cap = int(cap)
+        self.grid_fps = float(grid_fps)
+        self.encode_batch_size = encode_batch_size
+        self._encoder_id: str | None = None
+
+    @property
+    def encoder_id(self) -> str:
+        if self._encoder_id is None:
+            self._encoder_id = self.model.encoder_id()
+        return self._encoder_id
+
+    def plan(self, video: str) -> FramePlan:
+        return frame_plan(video, self.cap, self.grid_fps)
+
+    def key(self, video: str, plan: FramePlan | None = None) -> str:
+        plan = plan or self.plan(video)
+        return FeatureCache.key(
+            video,
+            self.encoder_id,
+            plan.video_frame_ids,
+            self.model.vision.image_size,
+            self.model.feature_grid,
+        )
+
+    def compute(
+        self, video: str, plan: FramePlan | None = None, frames: np.ndarray | None = None
+    ) -> torch.Tensor:
+        plan = plan or self.plan(video)
+        if frames is None:
+            frames = decode_for(self.model, video, plan.video_frame_ids, meta=plan.meta, isolate=self.isolate)
+        return self.model.encode_frames(frames, batch_size=self.encode_batch_size)
+
+    def get(self, video: str, frames: np.ndarray | None = None) -> torch.Tensor:
+        plan = self.plan(video)
+        return self.cache.get_or_compute(self.key(video, plan), lambda: self.compute(video, plan, frames))
+
+
+def decode_for(model, video: str, frame_ids: Sequence[int], *, meta=None, isolate: bool = True) -> np.ndarray:
+    """Decode frames at a size just above the encoder's input (cheap resize later, no upscaling loss)."""
+    return _video.decode_frames(
+        video, list(frame_ids), max_side=max(2 * model.vision.image_size, 64), isolate=isolate, meta=meta
+    )
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@dataclass
+class Example:
+    sample: Sample
+    plan: FramePlan
+    input_ids: torch.Tensor
+    labels: torch.Tensor  # (T,) float32
+
+
+def build_examples(
+    samples: Sequence[Sample], model, cap: int, grid_fps: float = 1.0, failures: dict[str, str] | None = None
+) -> list[Example]:
+    """Samples → examples; a video that cannot be probed is skipped (and noted in `failures`)."""
+    examples = []
+    failures = failures if failures is not None else {}
+    for sample in samples:
+        if sample.video in failures:
+            continue
+        try:
+            plan = frame_plan(sample.video, cap, grid_fps)
+        except Exception as error:  # noqa: BLE001 - one bad video must not stop training
+            failures[sample.video] = f"{type(error).__name__}: {error}"
+            log.warning("skipping %s: %s", sample.video, failures[sample.video])
+            continue
+        labels = torch.from_numpy(make_labels(plan.grid_ids, sample.frame_num))
+        examples.append(Example(sample, plan, model.encode_instruction(sample.question), labels))
+    return examples
+
+
+def group_by_video(samples: Iterable[Sample]) -> OrderedDict[str, list[Sample]]:
+    groups: OrderedDict[str, list[Sample]] = OrderedDict()
+    for sample in samples:
+        groups.setdefault(sample.video, []).append(sample)
+    return groups
