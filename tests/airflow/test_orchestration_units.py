@@ -1,0 +1,97 @@
+"""The orchestration helpers on their own: connection → endpoint, the ledger, settings, run keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from vidthinker.orchestration.endpoint import base_url_of, endpoint_from_connection
+from vidthinker.orchestration.ledger import Ledger, VideoEntry, fingerprint, load_ledger, locked_ledger
+from vidthinker.orchestration.settings import AirflowSettings, airflow_settings
+from vidthinker.orchestration.tasks import run_key, run_params
+from vidthinker.schema import ManifestRow
+
+
+def conn(**kw):
+    base = {"conn_id": "vidthinker_model_endpoint", "host": "vllm", "schema": None, "port": 8000, "password": None,
+            "extra_dejson": {}}
+    return SimpleNamespace(**{**base, **kw})
+
+
+@pytest.mark.parametrize(("host", "schema", "port", "want"), [
+    ("vllm", None, 8000, "http://vllm:8000"),
+    ("vllm", "https", None, "https://vllm"),
+    ("http://vllm:8000/v1", None, None, "http://vllm:8000/v1"),
+    ("http://vllm/v1", None, 8001, "http://vllm:8001/v1"),
+    ("https://api.example.com/v1", "ignored", None, "https://api.example.com/v1"),
+])
+def test_base_url_from_connection_fields(host, schema, port, want):
+    assert base_url_of(host, schema, port) == want
+
+
+def test_connection_gives_model_overrides_and_hides_the_key():
+    endpoint = endpoint_from_connection(conn(password="sk-SECRET", extra_dejson={"model": "Qwen/Qwen2.5-VL-7B-Instruct",
+                                                                                 "retrieval_model": "qwen-text"}))
+    assert endpoint.overrides == {"backend": "openai", "base_url": "http://vllm:8000",
+                                  "caption_model": "Qwen/Qwen2.5-VL-7B-Instruct", "retrieval_model": "qwen-text"}
+    assert "SECRET" not in repr(endpoint) and "SECRET" not in json.dumps(endpoint.overrides)
+    before = os.environ.get("VIDTHINKER_API_KEY")
+    with endpoint.api_key_in_environment():
+        assert os.environ["VIDTHINKER_API_KEY"] == "sk-SECRET"
+    assert os.environ.get("VIDTHINKER_API_KEY") == before
+    # the overrides validate as the settings' models section
+    from vidthinker.config import load_settings, with_overrides
+
+    settings = with_overrides(load_settings(), {"models": endpoint.overrides})
+    assert settings.models.backend == "openai" and settings.models.retrieval_model == "qwen-text"
+
+
+def test_connection_errors_are_clear():
+    with pytest.raises(ValueError, match="unknown extra key"):
+        endpoint_from_connection(conn(extra_dejson={"temperature": 0}))
+    with pytest.raises(ValueError, match="no host"):
+        endpoint_from_connection(conn(host=""))
+
+
+def _row(video_id, question="What colour is the circle?"):
+    return ManifestRow(video_id=video_id, video=f"/v/{video_id}.mp4", qa=[{"qa_id": "q1", "question": question}])
+
+
+def test_ledger_splits_pending_done_and_changed(tmp_path):
+    a, b, c = _row("a"), _row("b"), _row("c")
+    with locked_ledger(tmp_path) as ledger:
+        for row in (a, b):
+            ledger.videos[row.video_id] = VideoEntry(shard="s1", run="r1", fingerprint=fingerprint(row), records=1)
+    ledger = load_ledger(tmp_path)
+    pending, done, changed = ledger.split([a, _row("b", "Where does it go?"), c])
+    assert [r.video_id for r in pending] == ["c"] and [r.video_id for r in done] == ["a"]
+    assert [r.video_id for r in changed] == ["b"]
+    mtime = (tmp_path / "ledger.json").stat().st_mtime_ns
+    with locked_ledger(tmp_path):
+        pass  # unchanged → not rewritten
+    assert (tmp_path / "ledger.json").stat().st_mtime_ns == mtime
+    assert load_ledger(tmp_path / "nowhere") == Ledger()
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("VIDTHINKER_AIRFLOW__SCHEDULE", "none")
+    monkeypatch.setenv("VIDTHINKER_AIRFLOW__RETRIES", "5")
+    got = airflow_settings()
+    assert got.schedule is None and got.retries == 5
+    assert AirflowSettings().schedule == "@daily" and AirflowSettings().engine == "ray"
+    monkeypatch.setenv("VIDTHINKER_AIRFLOW__RETRIES", "many")
+    with pytest.raises(ValueError, match="VIDTHINKER_AIRFLOW__RETRIES"):
+        airflow_settings()
+
+
+def test_run_key_and_params():
+    key = run_key("scheduled__2026-11-23T00:00:00+00:00")
+    assert key == run_key("scheduled__2026-11-23T00:00:00+00:00") and key.startswith("20261123T000000-")
+    assert key != run_key("manual__2026-11-23T00:00:00+00:00")
+    with pytest.raises(ValueError, match="no manifest"):
+        run_params({"manifest": "", "out_dir": "/tmp/x"})
+    p = run_params({"manifest": "m.jsonl", "out_dir": "out", "ray_address": "none", "oracle": None})
+    assert p.manifest.is_absolute() and p.ray_address is None and p.engine == "ray"
