@@ -1,0 +1,119 @@
+"""The production compose file validates (docker-compose 1.29 `config`, else the compose-spec JSON schema
+through check-jsonschema), has the services, GPU reservations and healthchecks the stack needs, and the
+Airflow init script creates the pool and the connection idempotently."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.airflow.conftest import AIRFLOW_BIN, REPO
+
+DOCKER = REPO / "docker"
+COMPOSE = DOCKER / "compose.yaml"
+SECRETS = ("POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
+           "AIRFLOW_ADMIN_PASSWORD", "VLLM_API_KEY")
+LONG_RUNNING = {"postgres", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                "ray-head", "ray-worker", "vllm"}
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith(("VIDTHINKER_", "VLLM_"))}
+
+
+def _check_jsonschema() -> list[str] | None:
+    exe = shutil.which("check-jsonschema") or (str(Path(sys.executable).with_name("check-jsonschema"))
+                                               if Path(sys.executable).with_name("check-jsonschema").is_file() else None)
+    return [exe] if exe else None
+
+
+def rendered(tmp_path) -> dict:
+    """The compose file after interpolation (docker-compose), or as written (schema check only)."""
+    compose = shutil.which("docker-compose")
+    if compose:
+        env_file = tmp_path / "test.env"
+        env_file.write_text("".join(f"{name}=test-{name.lower()}\n" for name in SECRETS))
+        done = subprocess.run([compose, "-f", str(COMPOSE), "--env-file", str(env_file), "config"], capture_output=True,
+                              text=True, env=_clean_env(), timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return yaml.safe_load(done.stdout)
+    checker = _check_jsonschema()
+    if checker is None:
+        pytest.skip("neither docker-compose (apt-get install docker-compose) nor check-jsonschema (pip) is installed")
+    done = subprocess.run([*checker, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_validates_and_describes_the_stack(tmp_path):
+    config = rendered(tmp_path)
+    services = config["services"]
+    assert LONG_RUNNING | {"airflow-init"} <= set(services)
+    for name in LONG_RUNNING:
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    for name in ("vllm", "ray-worker"):
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert any(d.get("driver") == "nvidia" and "gpu" in d["capabilities"] for d in devices), name
+    vllm = services["vllm"]
+    assert vllm["entrypoint"] == ["vllm", "serve"]
+    assert "Qwen/Qwen2.5-VL-7B-Instruct" in vllm["command"][0]
+    assert not any("api-key" in str(part) for part in vllm["command"])  # the key comes from VLLM_API_KEY
+    for name in ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        env = services[name]["environment"]
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert "postgresql" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        assert env["VIDTHINKER_ENGINE__RAY_ADDRESS"].startswith("ray://ray-head")
+    assert "airflow-init" in services["airflow-scheduler"]["depends_on"]
+    mounts = {name: [str(v) for v in services[name].get("volumes", [])] for name in ("airflow-scheduler", "ray-worker")}
+    assert all(any("/data" in v for v in vols) for vols in mounts.values()), mounts
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="docker-compose not installed (apt-get install docker-compose)")
+def test_compose_refuses_to_start_without_secrets():
+    done = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config"], capture_output=True, text=True,
+                          env=_clean_env(), timeout=120, check=False)
+    assert done.returncode != 0 and "set " in done.stderr
+
+
+def test_dockerfile_copies_only_what_exists_and_the_ignore_file_lets_it_through():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^FROM .* AS airflow$", dockerfile, re.MULTILINE) and re.search(r"^FROM .* AS ray$", dockerfile, re.MULTILINE)
+    ignore = (DOCKER / "Dockerfile.dockerignore").read_text()
+    for source in re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE):
+        assert (REPO / source).exists(), source
+        assert f"!{source}" in ignore or f"!{source}/**" in ignore, f"{source} is excluded from the build context"
+
+
+@pytest.mark.slow
+def test_airflow_init_creates_pool_connection_and_password_idempotently(tmp_path):
+    home = tmp_path / "home"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+           "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "auth" / "passwords.json"),
+           "AIRFLOW_ADMIN_PASSWORD": "pw", "VLLM_API_KEY": "sk-INIT-SECRET", "VIDTHINKER_MODEL_SLOTS": "3",
+           "PATH": f"{AIRFLOW_BIN.parent}:{os.environ.get('PATH', '')}"}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, str(DOCKER / "airflow-init.py")], env=env, capture_output=True, text=True,
+                              timeout=600, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "sk-INIT-SECRET" not in done.stdout + done.stderr
+    pools = subprocess.run([str(AIRFLOW_BIN), "pools", "get", "vidthinker_models", "-o", "json"], env=env,
+                           capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(pools.stdout)[0]["slots"] in (3, "3")
+    conn = subprocess.run([str(AIRFLOW_BIN), "connections", "get", "vidthinker_model_endpoint", "-o", "json"], env=env,
+                          capture_output=True, text=True, timeout=300, check=True)
+    (got,) = json.loads(conn.stdout)
+    assert got["host"] == "http://vllm:8000/v1" and got["password"] == "sk-INIT-SECRET"
+    assert got["extra_dejson"]["caption_model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert json.loads((home / "auth" / "passwords.json").read_text()) == {"admin": "pw"}
