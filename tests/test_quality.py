@@ -186,3 +186,23 @@ def test_unreadable_inputs_are_clear_errors(tmp_path):
     bad.write_bytes(b"not parquet")
     with pytest.raises(Q.SchemaError, match="not a readable parquet shard"):
         compute_run_quality(tmp_path / "bad")
+
+
+def test_quality_command(runs, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from vidthinker.quality import quality_command
+
+    app = typer.Typer()
+    app.command("quality")(quality_command)
+    app.command("noop")(lambda: None)
+    run = copy_run(runs[2], tmp_path / "runs" / runs[2].name)
+    copy_run(runs[0], tmp_path / "runs" / runs[0].name)
+    shutil.rmtree(run / "quality", ignore_errors=True)
+    done = CliRunner().invoke(app, ["quality", "--out", str(run)])
+    assert done.exit_code == 0, done.output
+    text = " ".join(done.output.split())
+    assert "36 records" in text and "drift vs run-01" in text and (run / "quality" / "run.json").is_file()
+    missing = CliRunner().invoke(app, ["quality", "--out", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such run folder" in " ".join(missing.output.split())

@@ -166,17 +166,10 @@ def _relative_video(video: str, root: Path | None) -> str:
 
 
 def _shard_key(shard: Path, video_root: Path | None) -> str:
-    """Identifies a source shard's content (+ how it is converted): the cache name of its conversion."""
-    manifest = shard.with_name(shard.name + ".manifest.json")
-    content = None
-    if manifest.is_file():
-        try:
-            content = json.loads(manifest.read_text()).get("content_hash")
-        except (OSError, json.JSONDecodeError):
-            content = None
-    if content is None:
-        content = _sha256(shard)
-    parts = [PUBLISH_VERSION, pa.__version__, content, str(video_root.resolve()) if video_root else ""]
+    """Identifies a source shard file (+ how it is converted): the cache name of its conversion."""
+    stat = shard.stat()
+    parts = [PUBLISH_VERSION, pa.__version__, str(shard.resolve()), str(stat.st_size), str(stat.st_mtime_ns),
+             str(video_root.resolve()) if video_root else ""]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

@@ -32,12 +32,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from statistics import fmean
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import typer
 from pydantic import BaseModel, Field
 
 from vidthinker.schema import ManifestRow, SchemaError, VideoITGRecord
@@ -1007,7 +1008,8 @@ def load_run_quality(run_dir: str | Path) -> RunQuality | None:
 
 
 def _load_shard_quality(path: Path, shard: Path) -> ShardQuality | None:
-    """Stored figures of a shard, if they still describe it (same content hash, or same size and mtime)."""
+    """Stored figures of a shard, if they still describe it: same file (size, mtime) and, when the shard
+    has a manifest, the same content hash (which leaves out latencies, so it alone is not enough)."""
     if not path.is_file():
         return None
     try:
@@ -1016,11 +1018,13 @@ def _load_shard_quality(path: Path, shard: Path) -> ShardQuality | None:
         return None
     if stored.version != QUALITY_VERSION:
         return None
-    manifest = _shard_manifest(shard)
-    if manifest and stored.content_hash:
-        return stored if manifest.get("content_hash") == stored.content_hash else None
     stat = shard.stat()
-    return stored if (stored.file_size, stored.file_mtime_ns) == (stat.st_size, stat.st_mtime_ns) else None
+    if (stored.file_size, stored.file_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+        return None
+    manifest = _shard_manifest(shard)
+    if manifest and manifest.get("content_hash") != stored.content_hash:
+        return None
+    return stored
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -1141,8 +1145,8 @@ def compute_run_quality(
     `manifest`: a manifest file or rows with ground truth for the agreement figures; None looks for
     `<run>/manifest.jsonl` or the synthetic set's manifest beside the records' video folder.
     `previous_runs`: run folders (their stored `quality/run.json`, computed when missing) or RunQuality
-    objects, the drift baseline (pooled). Stored shard figures are reused while a shard's content hash
-    (or size and mtime) is unchanged, so rerunning after new shards only reads the new ones.
+    objects, the drift baseline (pooled). Stored shard figures are reused while a shard file is unchanged
+    (size, mtime and manifest content hash), so rerunning after new shards only reads the new ones.
     """
     run_dir = Path(run_dir)
     paths = shard_paths(run_dir)
@@ -1195,3 +1199,52 @@ def quality_hash(quality: RunQuality) -> str:
     """A stable digest of a run's figures (what a published dataset card was made from)."""
     data = quality.model_dump(mode="json", exclude={"run_dir", "drift"})
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- command
+
+
+def quality_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (with shards/) to measure.")],
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Manifest with ground truth (default: found beside the run or its synthetic videos).")] = None,
+    previous: Annotated[int, typer.Option(help="Compare with up to this many earlier sibling runs (drift).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full RunQuality JSON instead of a summary.")] = False,
+) -> None:
+    """Compute a run's quality figures and store them in RUN/quality/ (run.json and one file per shard).
+
+    Figures: error rate by stage and reason, frames and clips per QA, instruction-type mix, none/all
+    retrievals, caption length, tokens/calls/latency per stage, near-duplicate questions, agreement
+    with ground truth where the manifest has it, and drift (PSI / JS) against earlier runs.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    try:
+        result = compute_run_quality(out, manifest=manifest, previous_runs=previous_runs(out, previous) if previous else ())
+    except (SchemaError, OSError) as error:
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        console.print_json(result.model_dump_json())
+        return
+    console.print(f"run {result.name}: {result.records} records ({result.ok} ok, {result.errors} errors, "
+                  f"{100 * result.error_rate:.1f}%) over {result.videos} videos in {len(result.shards)} shards")
+    console.print(f"frames/QA p50 {result.frames_per_qa.quantiles.get('p50', 0):g} · clips/QA p50 "
+                  f"{result.clips_per_qa.quantiles.get('p50', 0):g} · none {100 * result.retrieval.none_share:.1f}% · "
+                  f"all {100 * result.retrieval.all_share:.1f}% · tokens/record {result.tokens_per_record.mean or 0:.0f}")
+    table = Table("stage", "calls", "prompt tok", "completion tok", "model s", "errors")
+    for stage, cost in result.stages.items():
+        errors = result.errors_by_stage.get(stage)
+        table.add_row(stage, str(cost.calls), str(cost.prompt_tokens), str(cost.completion_tokens),
+                      f"{cost.latency_s:.1f}", str(errors.errors if errors else 0))
+    console.print(table)
+    if result.agreement and "all" in result.agreement:
+        a = result.agreement["all"]
+        console.print(f"ground truth ({a.records}): frame P {a.frame_precision:.2f} R {a.frame_recall:.2f} · "
+                      f"clip P {a.clip_precision:.2f} R {a.clip_recall:.2f} · type acc {a.type_accuracy:.2f}")
+    if result.drift:
+        flagged = [f"{c.metric} {c.level}" for c in result.drift.checks if c.level != "ok"]
+        console.print(f"drift vs {', '.join(result.drift.baseline_runs)}: {result.drift.level}"
+                      + (f" ({'; '.join(flagged)})" if flagged else ""))
+    console.print(f"→ {quality_dir(Path(out)) / RUN_FILE}")
