@@ -1,13 +1,20 @@
-"""`vidthinker annotate`: a manifest in, record shards and a run summary out (the local engine).
+"""Annotating shards: the one function every engine runs on a shard, and the run summary.
 
-The same `annotate_shard` function is what the Ray engine and the Airflow DAG call per shard.
+* `ShardAnnotator` opens the stage models once (OpenAI-compatible clients and the request cache, or the
+  offline llama.cpp server; the image embedder) and then annotates any number of shards with them. The
+  local engine holds one for the whole run, each Ray actor holds one for its life.
+* `annotate_shard` is the one-shot form (open, annotate one shard, close) for callers with one shard.
+* `run_annotation` is `vidthinker annotate` on the local engine: plan shards (resuming what `out_dir`
+  holds), run them, write `out_dir/summary.json`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import os
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -16,13 +23,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from vidthinker.backends import open_stage_models
 from vidthinker.config import Settings
 from vidthinker.pipeline import VideoAnnotator, annotate_rows
 from vidthinker.schema import ManifestRow, VideoITGRecord
-from vidthinker.shards import ShardManifest, write_shard
+from vidthinker.shards import ShardManifest, _atomic_write_bytes, error_reason, write_shard
 
 PIPELINE_ORDER = ("probe", "decode", "caption", "retrieve", "localize")
+
+VideoCallback = Callable[[ManifestRow, list[VideoITGRecord]], None]
 
 
 class StageStats(BaseModel):
@@ -35,6 +43,9 @@ class StageStats(BaseModel):
 
 
 class RunSummary(BaseModel):
+    """What a run did. Record counts cover every shard of the plan (annotated now or skipped as already
+    finished); `stages` (calls, tokens, seconds) covers only the work done in this run."""
+
     run_id: str
     videos: int
     records: int
@@ -44,7 +55,12 @@ class RunSummary(BaseModel):
     errors_by_reason: dict[str, int] = Field(default_factory=dict)
     stages: dict[str, StageStats] = Field(default_factory=dict)
     wall_s: float = 0.0
-    shards: list[ShardManifest] = Field(default_factory=list)
+    shards: list[ShardManifest] = Field(default_factory=list, description="manifests of written and skipped shards")
+    engine: str = "local"
+    workers: int = 1
+    skipped_shards: list[str] = Field(default_factory=list, description="already finished, not run again")
+    failed_shards: dict[str, str] = Field(default_factory=dict, description="shard id → why it has no file")
+    shard_workers: dict[str, str] = Field(default_factory=dict, description="shard id → the worker that wrote it")
 
     @property
     def calls(self) -> int:
@@ -55,10 +71,7 @@ class RunSummary(BaseModel):
         return sum(s.prompt_tokens + s.completion_tokens for s in self.stages.values())
 
 
-def _reason(error: str) -> str:
-    """The error's class, e.g. 'CorruptVideo' or 'ModelReplyError', for grouping."""
-    head = error.split(":", 1)[0].strip()
-    return head if head.replace("_", "").isalnum() and len(head) < 40 else "other"
+_reason = error_reason  # kept for callers of the old name
 
 
 def summarise(run_id: str, records: Sequence[VideoITGRecord], wall_s: float, clock: dict[str, float]) -> RunSummary:
@@ -77,8 +90,6 @@ def summarise(run_id: str, records: Sequence[VideoITGRecord], wall_s: float, clo
             stats.model_latency_s += trace.latency_s
     for stage, seconds in clock.items():
         stages[stage].wall_s = round(seconds, 3)
-    order = {name: i for i, name in enumerate(PIPELINE_ORDER)}
-    stages = dict(sorted(stages.items(), key=lambda item: order.get(item[0], len(order))))
     failed = [r for r in records if not r.ok]
     return RunSummary(
         run_id=run_id,
@@ -87,10 +98,124 @@ def summarise(run_id: str, records: Sequence[VideoITGRecord], wall_s: float, clo
         ok=len(records) - len(failed),
         errors=len(failed),
         errors_by_stage=dict(Counter(r.error_stage or "unknown" for r in failed)),
-        errors_by_reason=dict(Counter(f"{r.error_stage}:{_reason(r.error or '')}" for r in failed)),
-        stages=stages,
+        errors_by_reason=dict(Counter(f"{r.error_stage}:{error_reason(r.error or '')}" for r in failed)),
+        stages=_ordered(stages),
         wall_s=round(wall_s, 3),
     )
+
+
+def _ordered(stages: dict[str, StageStats]) -> dict[str, StageStats]:
+    order = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+    return dict(sorted(stages.items(), key=lambda item: order.get(item[0], len(order))))
+
+
+def merge_summaries(
+    run_id: str,
+    written: Sequence[RunSummary],
+    skipped: Sequence[ShardManifest],
+    wall_s: float,
+    *,
+    engine: str = "local",
+    workers: int = 1,
+    failed: dict[str, str] | None = None,
+    shard_workers: dict[str, str] | None = None,
+) -> RunSummary:
+    """One summary over the shards of a run: those annotated now (their summaries) and those skipped."""
+    stages: dict[str, StageStats] = defaultdict(StageStats)
+    by_stage: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    manifests: list[ShardManifest] = []
+    videos = records = ok = errors = 0
+    for summary in written:
+        for name, s in summary.stages.items():
+            t = stages[name]
+            t.calls += s.calls
+            t.cached_or_free += s.cached_or_free
+            t.prompt_tokens += s.prompt_tokens
+            t.completion_tokens += s.completion_tokens
+            t.model_latency_s = round(t.model_latency_s + s.model_latency_s, 3)
+            t.wall_s = round(t.wall_s + s.wall_s, 3)
+        by_stage.update(summary.errors_by_stage)
+        by_reason.update(summary.errors_by_reason)
+        videos, records, ok, errors = videos + summary.videos, records + summary.records, ok + summary.ok, errors + summary.errors
+        manifests.extend(summary.shards)
+    for manifest in skipped:
+        by_stage.update(manifest.errors_by_stage)
+        by_reason.update(manifest.errors_by_reason)
+        videos, records, ok, errors = videos + manifest.videos, records + manifest.records, ok + manifest.ok, errors + manifest.errors
+        manifests.append(manifest)
+    return RunSummary(
+        run_id=run_id, videos=videos, records=records, ok=ok, errors=errors,
+        errors_by_stage=dict(by_stage), errors_by_reason=dict(by_reason), stages=_ordered(stages),
+        wall_s=round(wall_s, 3), shards=manifests, engine=engine, workers=workers,
+        skipped_shards=[m.shard_id for m in skipped], failed_shards=dict(failed or {}),
+        shard_workers=dict(shard_workers or {}),
+    )
+
+
+class ShardAnnotator:
+    """The stage models of one worker, opened once, and the shards annotated with them.
+
+    `async with ShardAnnotator(settings, cache_dir) as worker: await worker.annotate(...)` — models are
+    checked on entry (an unreachable endpoint raises ModelUnavailable before any video is touched) and
+    closed on exit; the llama.cpp server (offline backend) and the embedder start once per instance.
+    """
+
+    def __init__(self, settings: Settings, cache_dir: Path):
+        self.settings = settings
+        self.cache_dir = Path(cache_dir)
+        self.models = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def __aenter__(self) -> "ShardAnnotator":
+        from vidthinker.backends import open_stage_models
+
+        a = self.settings.annotate
+        stack = contextlib.AsyncExitStack()
+        try:
+            self.models = await stack.enter_async_context(open_stage_models(
+                self.settings.models, self.cache_dir, need_captioner=not a.oracle_captions, need_verifier=a.verify_frames
+            ))
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        stack, self._stack = self._stack, None
+        self.models = None
+        if stack is not None:
+            await stack.aclose()
+
+    async def annotate(
+        self,
+        rows: Sequence[ManifestRow],
+        shard_path: Path,
+        *,
+        run_id: str,
+        shard_id: str | None = None,
+        on_video_done: VideoCallback | None = None,
+    ) -> RunSummary:
+        """Annotate rows into one shard file (atomic; the manifest names exactly these rows' videos)."""
+        if self.models is None:
+            raise RuntimeError("ShardAnnotator is not open: use `async with`")
+        started = time.perf_counter()
+        annotator = VideoAnnotator(self.models, self.settings, run_id=run_id, created_at=dt.datetime.now(dt.UTC))
+        records = await annotate_rows(
+            annotator, rows, videos_in_flight=self.settings.annotate.videos_in_flight, on_video_done=on_video_done
+        )
+        manifest = await asyncio.to_thread(
+            write_shard, records, shard_path, shard_id=shard_id, video_ids=[row.video_id for row in rows]
+        )
+        summary = summarise(run_id, records, time.perf_counter() - started, dict(annotator.clock.seconds))
+        summary.shards.append(manifest)
+        return summary
+
+
+def default_cache_dir(settings: Settings, out_dir: Path) -> Path:
+    """The request cache of a run: `annotate.cache_dir`, else `out_dir/cache`."""
+    return Path(settings.annotate.cache_dir or Path(out_dir) / "cache")
 
 
 async def annotate_shard(
@@ -100,23 +225,21 @@ async def annotate_shard(
     *,
     run_id: str | None = None,
     cache_dir: Path | None = None,
-    on_video_done: Callable[[ManifestRow, list[VideoITGRecord]], None] | None = None,
+    on_video_done: VideoCallback | None = None,
 ) -> RunSummary:
-    """Annotate rows into one shard file (atomic) and return its summary."""
+    """Open the models, annotate rows into one shard file (atomic), close; return the shard's summary."""
     run_id = run_id or uuid.uuid4().hex[:12]
-    a = settings.annotate
-    cache_dir = cache_dir or a.cache_dir or shard_path.parent.parent / "cache"
-    started = time.perf_counter()
-    async with open_stage_models(
-        settings.models, cache_dir, need_captioner=not a.oracle_captions, need_verifier=a.verify_frames
-    ) as models:
-        annotator = VideoAnnotator(models, settings, run_id=run_id, created_at=dt.datetime.now(dt.UTC))
-        records = await annotate_rows(annotator, rows, videos_in_flight=a.videos_in_flight, on_video_done=on_video_done)
-        clock = dict(annotator.clock.seconds)
-    manifest = write_shard(records, shard_path)
-    summary = summarise(run_id, records, time.perf_counter() - started, clock)
-    summary.shards.append(manifest)
-    return summary
+    cache_dir = cache_dir or settings.annotate.cache_dir or Path(shard_path).parent.parent / "cache"
+    async with ShardAnnotator(settings, cache_dir) as worker:
+        return await worker.annotate(rows, Path(shard_path), run_id=run_id, on_video_done=on_video_done)
+
+
+def write_summary(summary: RunSummary, out_dir: Path) -> Path:
+    """`out_dir/summary.json`, written atomically."""
+    path = Path(out_dir) / "summary.json"
+    text = json.dumps(summary.model_dump(mode="json"), indent=1) + "\n"
+    _atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+    return path
 
 
 def run_annotation(
@@ -124,10 +247,19 @@ def run_annotation(
     out_dir: Path,
     settings: Settings,
     *,
-    on_video_done: Callable[[ManifestRow, list[VideoITGRecord]], None] | None = None,
+    on_video_done: VideoCallback | None = None,
+    on_shard_done: Callable | None = None,
+    engine: str | None = None,
+    ray_address: str | None = None,
 ) -> RunSummary:
-    """The local engine: all rows into `out_dir/shards/shard-00000.parquet`, summary in `summary.json`."""
-    summary = asyncio.run(annotate_shard(rows, out_dir / "shards" / "shard-00000.parquet", settings,
-                                         cache_dir=settings.annotate.cache_dir or out_dir / "cache", on_video_done=on_video_done))
-    (out_dir / "summary.json").write_text(json.dumps(summary.model_dump(mode="json"), indent=1) + "\n")
+    """Annotate rows into `out_dir/shards/` (planned with `plan_run`: finished shards there are kept and
+    skipped) on the configured engine (`engine.name`, local by default); summary in `out_dir/summary.json`."""
+    from vidthinker.engine import run_shards
+    from vidthinker.shards import plan_run
+
+    out_dir = Path(os.path.abspath(out_dir))
+    specs = plan_run(rows, out_dir, settings.engine.shard_size, prefix=settings.engine.shard_prefix)
+    summary = run_shards(specs, rows, out_dir, settings, engine=engine, ray_address=ray_address,
+                         on_shard_done=on_shard_done, on_video_done=on_video_done)
+    write_summary(summary, out_dir)
     return summary

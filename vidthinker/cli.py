@@ -219,6 +219,11 @@ class CaptionMode(StrEnum):
     per_question = "per_question"
 
 
+class EngineName(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command()
 def annotate(
     ctx: typer.Context,
@@ -230,13 +235,20 @@ def annotate(
     caption_mode: Annotated[Optional[CaptionMode], typer.Option(help="shared: one stage-1 call per clip for all of a video's questions; per_question: one call per clip and question.")] = None,
     oracle: Annotated[Optional[bool], typer.Option("--oracle/--no-oracle", help="Use the manifest's clip_descriptions as stage-1 output (measures stages 2-3 alone).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Annotate only the first N videos.")] = None,
+    engine: Annotated[Optional[EngineName], typer.Option(help="local: this process, one shard after another; ray: a pool of Ray actors (embedded local Ray unless --ray-address or RAY_ADDRESS). Default: engine.name.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to run on (--engine ray), e.g. 10.0.0.5:6379. Default: engine.ray_address, else RAY_ADDRESS, else embedded local Ray.")] = None,
+    shard_size: Annotated[Optional[int], typer.Option(help="Videos per shard (default: engine.shard_size).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Ray actors (default: the cluster's CPUs / engine.cpus_per_worker).")] = None,
 ) -> None:
     """Annotate a manifest with the three VidThinker stages and write record shards.
 
     Stage 1 captions every 5 s clip for each question, stage 2 retrieves the clips that answer it and
     names its instruction type, stage 3 picks frames in them. A video or reply that fails becomes
-    records with an error; the run goes on. Exit 0 when the run completes, 2 for bad input or
-    configuration, 3 when a model endpoint is unreachable or does not serve the model.
+    records with an error; the run goes on. Videos go into shards of --shard-size (OUT/shards/*.parquet,
+    each with a manifest); a rerun into the same OUT skips finished shards and redoes interrupted ones,
+    replaying paid model calls from OUT/cache. Exit 0 when every shard is written, 1 when a shard could
+    not be written, 2 for bad input or configuration, 3 when a model endpoint is unreachable or does
+    not serve the model.
     """
     from vidthinker.annotate import run_annotation
     from vidthinker.formats import read_manifest
@@ -245,6 +257,8 @@ def annotate(
     settings = settings_from(
         ctx, models__backend=backend.value if backend else None, models__base_url=base_url, models__caption_model=model,
         annotate__caption_mode=caption_mode.value if caption_mode else None, annotate__oracle_captions=oracle,
+        engine__name=engine.value if engine else None, engine__ray_address=ray_address, engine__shard_size=shard_size,
+        engine__workers=workers,
     )
     try:
         rows = read_manifest(manifest)
@@ -253,19 +267,38 @@ def annotate(
     rows = rows[:limit] if limit else rows
     summary = _run_with_progress(rows, out_dir, settings, run_annotation, ModelUnavailable)
     _print_summary(summary, out_dir)
+    written = len(summary.shards) - len(summary.skipped_shards)
+    out.print(f"shards: {written} written, {len(summary.skipped_shards)} already finished (skipped), "
+              f"{len(summary.failed_shards)} failed; engine {summary.engine} with {summary.workers} worker(s) → {out_dir / 'shards'}")
+    for shard_id, why in sorted(summary.failed_shards.items()):
+        console.print(f"[red]shard failed[/] {shard_id}: {escape(why)}", highlight=False)
+    if summary.failed_shards:
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _run_with_progress(rows, out_dir, settings, run_annotation, unavailable):
-    questions = sum(len(r.qa) for r in rows)
-    with progress_bar("annotating", questions) as bar:
+    """Run `run_annotation` with a progress bar by videos (shards found finished count at once)."""
+    from vidthinker.engine import EngineUnavailable
+
+    with progress_bar("annotating videos", len(rows)) as bar:
+        task = bar.task_ids[0]
+
         def done(row, records):
             failed = sum(not r.ok for r in records)
-            bar.update(bar.task_ids[0], advance=len(records), status=f"{row.video_id}" + (f" [red]{failed} errors" if failed else ""))
+            bar.update(task, advance=1, status=escape(row.video_id) + (f" [red]{failed} errors" if failed else ""))
+
+        def shard_done(result):
+            if result.status == "skipped":
+                bar.update(task, advance=result.videos, status=f"{result.shard_id} already finished")
+            elif result.status == "failed":
+                bar.update(task, status=f"[red]{result.shard_id} failed")
 
         try:
-            return run_annotation(rows, out_dir, settings, on_video_done=done)
+            return run_annotation(rows, out_dir, settings, on_video_done=done, on_shard_done=shard_done)
         except unavailable as error:
             raise _fail(str(error), 3) from None
+        except (ValueError, EngineUnavailable) as error:  # repeated video ids; no Ray, or no cluster at --ray-address
+            raise _fail(str(error)) from None
 
 
 def _print_summary(summary, out_dir: Path) -> None:

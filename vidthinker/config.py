@@ -109,6 +109,25 @@ class AnnotateSettings(Section):
     cache_dir: Path | None = Field(None, description="request cache (default: <out>/cache)")
 
 
+class EngineSettings(Section):
+    """Where annotation runs: `local` (this process, one shard after another) or `ray` (a pool of Ray
+    actors, each holding its own stage models; embedded local Ray unless an address is given)."""
+
+    name: Literal["local", "ray"] = Field("local", description="execution engine: local | ray")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join, e.g. 10.0.0.5:6379 or ray://head:10001 (default: RAY_ADDRESS, else embedded local Ray)"
+    )
+    shard_size: int = Field(64, ge=1, le=100_000, description="videos per shard (the unit of work, retry and resume)")
+    shard_prefix: str = Field("shard", pattern=r"^[A-Za-z0-9_-]{1,40}$", description="shard ids are <prefix>-<hash of their video ids>")
+    workers: int | None = Field(
+        None, ge=1, le=4096, description="Ray actors (default: the cluster's CPUs / cpus_per_worker, at most one per shard)"
+    )
+    cpus_per_worker: float = Field(1.0, gt=0, le=256, description="CPUs reserved per Ray actor (decode, embeddings)")
+    local_num_cpus: int | None = Field(None, ge=1, le=4096, description="CPUs of the embedded local Ray (default: all)")
+    max_shard_attempts: int = Field(3, ge=1, le=20, description="tries per shard when a Ray worker dies")
+    log_to_driver: bool = Field(False, description="stream Ray workers' stdout/stderr to the driver")
+
+
 class Settings(BaseSettings):
     """All of VidThinker's settings. Sections can be extended; unknown keys are errors."""
 
@@ -123,6 +142,7 @@ class Settings(BaseSettings):
     synth: SynthSettings = Field(default_factory=SynthSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
 
     @classmethod
     def settings_customise_sources(

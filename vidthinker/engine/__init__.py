@@ -1,0 +1,140 @@
+"""Where the pipeline runs: `local` (in this process) or `ray` (a pool of Ray actors).
+
+Both engines run the same `ShardAnnotator.annotate` on the same shard (see vidthinker.annotate) and write
+the same files; they differ only in where and how many at once::
+
+    run_shards(specs, rows, out_dir, settings, engine="local" | "ray", ray_address=None,
+               on_shard_done=None, on_video_done=None) -> RunSummary
+
+* Finished shards (`vidthinker.shards.finished_shard`) are skipped and reported, never rewritten.
+* `local`: one `ShardAnnotator` for the whole run (models opened once), shards one after another.
+* `ray`: `engine.workers` actors (`ShardWorker`, `engine.cpus_per_worker` CPUs each), each opening the
+  stage models once; the driver hands each idle actor the next shard and streams per-video progress back.
+  Embedded local Ray by default; a cluster with `ray_address` / `engine.ray_address` / `RAY_ADDRESS`.
+  A shard whose worker dies is handed out again (at most `engine.max_shard_attempts` tries); its model
+  calls are replayed from the request cache.
+
+`on_shard_done(ShardResult)` is called once per shard (skipped ones too); `on_video_done(row, records)`
+once per annotated video, in the calling thread.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from vidthinker.annotate import RunSummary, VideoCallback, merge_summaries
+from vidthinker.config import Settings
+from vidthinker.schema import ManifestRow
+from vidthinker.shards import ShardManifest, ShardSpec, finished_shard
+
+__all__ = ["Engine", "EngineUnavailable", "ShardResult", "run_shards"]
+
+Engine = Literal["local", "ray"]
+
+
+class ShardResult(BaseModel):
+    """What happened to one shard of a run."""
+
+    shard_id: str
+    status: Literal["written", "skipped", "failed"]
+    videos: int
+    manifest: ShardManifest | None = None
+    summary: RunSummary | None = None
+    error: str | None = None
+    worker: str | None = None
+    attempts: int = 0
+
+
+ShardCallback = Callable[[ShardResult], None]
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot start here: Ray not installed, or no Ray cluster at the address given."""
+
+
+def local_worker_label() -> str:
+    return f"local {socket.gethostname()} pid {os.getpid()}"
+
+
+def rows_for(specs: Sequence[ShardSpec], rows: Sequence[ManifestRow]) -> dict[str, ManifestRow]:
+    """video_id → row for every video the specs name; a video missing from rows, or in two specs, is an error."""
+    by_id = {row.video_id: row for row in rows}
+    seen: set[str] = set()
+    for spec in specs:
+        missing = [v for v in spec.video_ids if v not in by_id]
+        if missing:
+            raise ValueError(f"shard {spec.shard_id}: video(s) {missing[:5]} are not in the rows given")
+        twice = seen.intersection(spec.video_ids)
+        if twice:
+            raise ValueError(f"shard {spec.shard_id}: video(s) {sorted(twice)[:5]} are in another shard too")
+        seen.update(spec.video_ids)
+    return by_id
+
+
+def run_shards(
+    specs: Sequence[ShardSpec],
+    rows: Sequence[ManifestRow],
+    out_dir: str | Path,
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    ray_address: str | None = None,
+    on_shard_done: ShardCallback | None = None,
+    on_video_done: VideoCallback | None = None,
+    run_id: str | None = None,
+) -> RunSummary:
+    """Annotate every unfinished shard of `specs` into `out_dir/shards/` and return one summary.
+
+    `engine` defaults to `settings.engine.name`. Raises ModelUnavailable (before any shard is written)
+    when a model endpoint cannot be used; a shard that fails otherwise is reported in `failed_shards`.
+    """
+    engine = engine or settings.engine.name
+    if engine not in ("local", "ray"):
+        raise ValueError(f"unknown engine {engine!r} (local | ray)")
+    out_dir = Path(os.path.abspath(out_dir))
+    by_id = rows_for(specs, rows)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    started = time.perf_counter()
+    todo: list[ShardSpec] = []
+    skipped: list[ShardManifest] = []
+    for spec in specs:
+        manifest = finished_shard(out_dir, spec)
+        if manifest is None:
+            todo.append(spec)
+            continue
+        skipped.append(manifest)
+        if on_shard_done is not None:
+            on_shard_done(ShardResult(shard_id=spec.shard_id, status="skipped", videos=len(spec.video_ids), manifest=manifest))
+    results: list[ShardResult] = []
+    workers = 0
+    if todo:
+        if engine == "local":
+            from vidthinker.engine.local import run_local
+
+            results = run_local(todo, by_id, out_dir, settings, run_id=run_id, on_shard_done=on_shard_done, on_video_done=on_video_done)
+            workers = 1
+        else:
+            try:
+                from vidthinker.engine.ray_engine import run_ray
+            except ModuleNotFoundError as error:
+                raise EngineUnavailable(f"engine 'ray' needs Ray ({error}); install it: pip install 'vidthinker[ray]'") from None
+            try:
+                results, workers = run_ray(todo, by_id, out_dir, settings, run_id=run_id, address=ray_address,
+                                           on_shard_done=on_shard_done, on_video_done=on_video_done)
+            except ConnectionError as error:
+                raise EngineUnavailable(str(error)) from None
+    written = [r for r in results if r.status == "written"]
+    return merge_summaries(
+        run_id, [r.summary for r in written if r.summary is not None], skipped, time.perf_counter() - started,
+        engine=engine, workers=workers,
+        failed={r.shard_id: r.error or "failed" for r in results if r.status == "failed"},
+        shard_workers={r.shard_id: r.worker or "" for r in written},
+    )
