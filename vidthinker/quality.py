@@ -873,7 +873,7 @@ def _level(value: float, warn: float, alert: float) -> DriftLevel:
 
 def _distribution_check(metric: str, current: Mapping[str, float], baseline: Mapping[str, float],
                         n_current: int, n_baseline: int) -> DriftCheck:
-    keys = sorted(set(current) | set(baseline))
+    keys = list(dict.fromkeys([*current, *baseline]))  # bucket order as given (frames: 0, 1, 2, ... 41+)
     p, q = _shares(current, keys), _shares(baseline, keys)
     check = DriftCheck(
         metric=metric, kind="distribution",

@@ -96,6 +96,8 @@ def test_distributions_plots_and_drift(page, dashboard_url, runs, artifacts):
     groups = quality.near_duplicates.groups
     assert {g.kind for g in groups} == {"exact", "near"}, groups  # the demo asks one question twice, reworded
     assert page.locator('[data-testid="stDataFrame"]').count() >= 5
+    page.set_viewport_size({"width": 1440, "height": 3600})  # the whole page in one screenshot
+    page.wait_for_timeout(500)
     _shot(page, artifacts, "distributions")
 
 

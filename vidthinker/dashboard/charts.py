@@ -129,9 +129,10 @@ def drift_comparison(check: DriftCheck) -> alt.Chart:
     frame = pd.DataFrame(rows)
     order = list(check.current.keys())
     return (
-        alt.Chart(frame, title=f"{check.metric}: PSI {check.psi:.3f}, JS {check.js:.3f} ({check.level})", height=200)
+        alt.Chart(frame, title=alt.TitleParams(check.metric.replace("_", " "),
+                                               subtitle=f"PSI {check.psi:.3f} · JS {check.js:.3f} · {check.level}"), height=200)
         .mark_bar()
-        .encode(x=alt.X("bucket:N", sort=order, title=None), xOffset="run:N", y=alt.Y("share:Q", axis=alt.Axis(format="%")),
+        .encode(x=alt.X("bucket:N", sort=order, title=None, axis=alt.Axis(labelAngle=0, labelOverlap=True)), xOffset="run:N", y=alt.Y("share:Q", axis=alt.Axis(format="%")),
                 color=alt.Color("run:N", scale=alt.Scale(domain=["baseline", "this run"], range=["#adb5bd", "#1c7ed6"])),
                 tooltip=["bucket", "run", alt.Tooltip("share:Q", format=".1%")])
     )
@@ -163,7 +164,8 @@ def trend(frame: pd.DataFrame, metrics: Sequence[str], *, title: str, percent: b
     return (
         alt.Chart(long, title=title, height=220)
         .mark_line(point=True)
-        .encode(x=alt.X("run:N", sort=list(frame["run"]), title=None), y=alt.Y("value:Q", axis=axis, title=None),
+        .encode(x=alt.X("run:N", sort=list(frame["run"]), title=None, axis=alt.Axis(labelAngle=0, labelLimit=160)),
+                y=alt.Y("value:Q", axis=axis, title=None),
                 color="metric:N", tooltip=["run", "metric", "value"])
     )
 
@@ -174,7 +176,7 @@ def type_mix_trend(runs: Sequence[RunQuality]) -> alt.Chart:
     return (
         alt.Chart(frame, title="instruction-type mix by run", height=220)
         .mark_bar()
-        .encode(x=alt.X("run:N", sort=[q.name for q in runs], title=None),
+        .encode(x=alt.X("run:N", sort=[q.name for q in runs], title=None, axis=alt.Axis(labelAngle=0, labelLimit=160)),
                 y=alt.Y("share:Q", axis=alt.Axis(format="%"), stack="normalize"),
                 color=alt.Color("type:N", sort=TYPE_ORDER), tooltip=["run", "type", alt.Tooltip("share:Q", format=".1%")])
     )
