@@ -89,9 +89,13 @@ def vidthinker_annotate():
 
     @task(outlets=[QUALITY], retries=0)
     def quality(validation: dict, params=None, run_id=None, outlet_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from vidthinker.orchestration import tasks
 
         summary = tasks.quality(dict(params), run_id, validation)
+        if summary is None:
+            raise AirflowSkipException("no new valid shard in this run: nothing to measure")
         outlet_events[QUALITY].extra = summary
         return summary
 

@@ -97,7 +97,7 @@ def test_dag_test_end_to_end_then_no_new_work(airflow_db, conf, stub, capfd):
     assert stub.count == calls
     assert sorted((out / "shards").glob("*.parquet")) == shards
     assert len(asset_events()) == before + 1
-    assert task_states(again)[("emit_shards", -1)] == "skipped"
+    assert task_states(again)[("emit_shards", -1)] == task_states(again)[("quality", -1)] == "skipped"
 
 
 def test_a_failing_shard_spares_its_siblings_and_is_redone_next_run(airflow_db, conf, stub, monkeypatch):

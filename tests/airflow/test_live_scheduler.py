@@ -43,7 +43,8 @@ def test_triggered_run_under_a_real_scheduler(two_videos, stub, tmp_path):
             assert dag["is_paused"] is True  # new DAGs start paused; trigger() unpauses through the API
             run_id = stack.trigger(DAG_ID, conf)
             run = stack.wait_for_run(DAG_ID, run_id)
-            tis = {(t["task_id"], t["map_index"]): t["state"] for t in stack.task_instances(DAG_ID, run_id)}
+            instances = stack.task_instances(DAG_ID, run_id)
+            tis = {(t["task_id"], t["map_index"]): t["state"] for t in instances}
             assert run["state"] == "success", f"{run['state']}: {tis}\n{stack.diagnostics()}"
             logs = stack.all_logs()
     except StackError as error:
@@ -59,6 +60,8 @@ def test_triggered_run_under_a_real_scheduler(two_videos, stub, tmp_path):
     assert stub.count > 0 and API_KEY not in logs
 
     results = [json.loads(p.read_text()) for p in out.glob("airflow/runs/*/results/*.json")]
+    # mapped instances are named by their shard in the UI
+    assert sorted(t["rendered_map_index"] for t in instances if t["task_id"] == "run_shard") == sorted(p.stem for p in shards)
     assert {r["engine"] for r in results} == {engine}
     wall = _ts(run["end_date"]) - _ts(run["start_date"])
     engine_s = sum(r["engine_s"] for r in results)

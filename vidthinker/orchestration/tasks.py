@@ -338,13 +338,16 @@ def validate(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- quality
 
 
-def quality(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> dict[str, Any]:
-    """Run quality: counts and error rates over the valid shards, plus agreement with the manifest's
-    ground truth where it has some; written to `<run>/quality.json`."""
+def quality(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> dict[str, Any] | None:
+    """Run quality: counts and error rates over the run's valid shards, agreement with the manifest's
+    ground truth where it has some, and the whole folder's figures (`vidthinker.quality`), written to
+    `<run>/quality.json`. None when the run made no valid shard (nothing to measure)."""
     from vidthinker import quality as q
     from vidthinker.orchestration.runner import shard_file
     from vidthinker.schema import VideoITGRecord, read_parquet
 
+    if not validation["valid"]:
+        return None
     p = run_params(params)
     key = run_key(run_id)
     directory = run_dir(p.out_dir, key)
@@ -468,7 +471,7 @@ def problems(validation: dict[str, Any] | None, ledger: dict[str, Any] | None,
              quality_summary: dict[str, Any] | None = None) -> list[str]:
     """Why the run must end failed (after its good shards were validated, recorded and announced)."""
     found = []
-    if quality_summary is None and validation is not None:
+    if quality_summary is None and validation is not None and validation["valid"]:
         found.append("the quality report was not written")
     if validation is None:
         found.append("validation did not run")
