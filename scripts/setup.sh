@@ -10,13 +10,19 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-# ffmpeg: test fixtures (AV1, truncated files), the decode benchmark's reference decoder.
-if ! command -v ffmpeg >/dev/null; then
+# Debian packages: ffmpeg (test fixtures such as AV1 and truncated files; the decode benchmark's
+# reference decoder), chromium (the dashboard's browser tests), docker-compose (validates the
+# production compose file; no engine is needed for `config`).
+need=()
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v chromium >/dev/null || need+=(chromium)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    log "installing ffmpeg (Debian)"
-    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ffmpeg >/dev/null
+    log "installing ${need[*]} (Debian)"
+    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
   else
-    log "warning: ffmpeg missing and not root; install it (apt-get install ffmpeg) for the full test suite"
+    log "warning: missing ${need[*]} and not root; install them with apt-get for the full test suite"
   fi
 fi
 

@@ -443,6 +443,22 @@ def demo(
     out.print(f"exported {exported} records → {out_dir / 'videoitg.json'}")
 
 
+# --------------------------------------------------------------------------- commands defined beside their code
+
+
+def _register(name: str, module: str, function: str, help_text: str) -> None:
+    """Register a command function that lives beside its code; those modules import torch, Ray or
+    matplotlib only inside the function, so `vidthinker --help` stays fast."""
+    import importlib
+
+    target = getattr(importlib.import_module(module), function)
+    app.command(name=name, help=help_text)(target)
+
+
+_register("train", "trainer.commands", "train_command", "Train the VideoITG selector on record shards (see --help).")
+_register("select", "trainer.commands", "select_command", "Score frames with a selector checkpoint; write results.jsonl and frame_indices.jsonl.")
+
+
 def run() -> None:  # pragma: no cover - console entry point alias
     app()
 

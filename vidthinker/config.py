@@ -23,6 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from vidthinker.orchestration.settings import AirflowSettings  # pydantic only: no Airflow import
+
 ENV_PREFIX = "VIDTHINKER_"
 CONFIG_ENV = "VIDTHINKER_CONFIG"
 
@@ -100,7 +102,7 @@ class AnnotateSettings(Section):
     oracle_captions: bool = Field(False, description="use the manifest's clip_descriptions as stage-1 output")
     use_answer: bool = Field(True, description="let the answer guide what stage 1 describes")
     frames_per_clip: int = Field(4, ge=1, le=64, description="frames of a clip shown to the stage-1 MLLM")
-    caption_max_tokens: int = Field(96, ge=8, le=4096, description="stage-1 reply budget per question")
+    caption_max_tokens: int = Field(64, ge=8, le=4096, description="stage-1 reply budget per question")
     semantic_threshold: float = Field(0.90, gt=0, le=1, description="semantic-only near-duplicate cosine")
     uniform_threshold: float = Field(0.97, gt=0, le=1, description="uniform policies: near-identical cosine")
     uniform_frames: int = Field(8, ge=1, le=512, description="frames for motion-only / no-clue questions")
@@ -143,6 +145,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
 
     @classmethod
     def settings_customise_sources(
