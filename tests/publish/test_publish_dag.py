@@ -62,3 +62,26 @@ def test_dag_without_a_repository_fails_without_retrying(airflow_db, hub, demo, 
     (ti,) = run.get_task_instances()
     assert ti.state == "failed" and ti.try_number == 1
     assert hub.state.requests == []
+
+
+def test_asset_triggered_task_publishes_the_events_out_dir(hub, demo, tmp_path):
+    """The task as the scheduler calls it after an annotate run: params unset, out_dir from the event."""
+    import datetime as dt
+
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    from vidthinker.orchestration.assets import SHARDS
+
+    run_dir = copy_run(find_runs(demo / "runs")[0], tmp_path / "out")
+    event = AssetEventDagRunReferenceResult(
+        asset={"name": SHARDS.name, "uri": SHARDS.uri, "extra": {}},
+        extra={"run_key": "r1", "out_dir": str(run_dir), "shards": [str(p) for p in sorted((run_dir / "shards").glob("*.parquet"))]},
+        source_task_id="emit_shards", source_dag_id="vidthinker_annotate", source_run_id="manual__1", source_map_index=-1,
+        source_aliases=[], timestamp=dt.datetime.now(dt.UTC),
+    )
+    task = load_dag().get_task("publish")
+    params = {"out_dir": None, "repo_id": f"{ORG}/from-asset", "revision": None, "private": True, "dry_run": False, "tag": None}
+    summary = task.python_callable(params=params, triggering_asset_events=TriggeringAssetEventsAccessor.build([event]))
+    assert summary["status"] == "published" and summary["layout"].startswith(str(run_dir))
+    assert any(p.startswith("data/") for p in hub.state.head_files(f"{ORG}/from-asset"))
