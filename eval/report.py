@@ -134,33 +134,38 @@ def build_report(
             str(r["doc_id"]): {k: _clean(v) for k, v in r.items() if k not in ("doc_id", "group", "video")}
             for r in table.rows
         }
-    # deltas of every selector against the reference (uniform) on the main metrics
-    delta_metrics = [primary] + [m for m in ("ap", f"f1@{_primary_k(primary, ks)}") if m != primary]
-    if reference in tables:
+    # deltas of every selector against uniform sampling on the main Top-K metrics. Uniform's scores carry no
+    # relevance, so a score-curve metric (AUC, AP) is compared with random scores instead when present.
+    pk = _primary_k(primary, ks)
+    delta_metrics = list(dict.fromkeys([primary, f"f1@{pk}", f"recall_tol@{pk}", "ap"]))
+
+    def reference_for(metric: str) -> str:
+        if metric.split("@")[0] in ("auc", "ap") and "random" in tables:
+            return "random"
+        return reference
+
+    for metric in delta_metrics:
+        ref = reference_for(metric)
+        if ref not in tables or (metric == "ap" and metric != primary and ref != "random"):
+            continue
         for name in names:
-            if name == reference or name not in tables:
+            if name == ref or name not in tables:
                 continue
-            for metric in delta_metrics:
-                comp = _compare(
-                    tables[name].values(metric),
-                    tables[reference].values(metric),
-                    videos,
-                    n_boot=n_boot,
-                    seed=seed,
-                )
-                report["comparisons"].append(
-                    {"candidate": name, "reference": reference, "metric": metric, **comp}
-                )
+            comp = _compare(
+                tables[name].values(metric), tables[ref].values(metric), videos, n_boot=n_boot, seed=seed
+            )
+            report["comparisons"].append({"candidate": name, "reference": ref, "metric": metric, **comp})
     if candidate and candidate in tables:
         verdict = report["verdict"]
-        if reference in tables:
+        ref = reference_for(primary)
+        if ref in tables and candidate != ref:
             verdict["vs_uniform"] = _compare(
                 tables[candidate].values(primary),
-                tables[reference].values(primary),
+                tables[ref].values(primary),
                 videos,
                 n_boot=n_boot,
                 seed=seed,
-            ) | {"reference": reference, "metric": primary}
+            ) | {"reference": ref, "metric": primary}
         if previous is not None:
             prev_name, prev_values = previous
             verdict["vs_previous_best"] = _compare(
@@ -297,12 +302,12 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
         comps = report.get("comparisons") or []
         if comps:
             lines += ["## Δ vs uniform (paired bootstrap over videos, 95% CI)", ""]
-            lines.append("| selector | metric | selector | uniform | Δ | 95% CI | verdict |")
-            lines.append("|---|---|---:|---:|---:|---|---|")
+            lines.append("| selector | metric | value | reference | reference value | Δ | 95% CI | verdict |")
+            lines.append("|---|---|---:|---|---:|---:|---|---|")
             for c in comps:
                 lines.append(
                     f"| {c['candidate']} | {_metric_label(c['metric'], tol)} | {_fmt(c.get('candidate_mean'))} | "
-                    f"{_fmt(c.get('reference_mean'))} | {_signed(c.get('diff'))} | "
+                    f"{c['reference']} | {_fmt(c.get('reference_mean'))} | {_signed(c.get('diff'))} | "
                     f"[{_signed(c.get('low'))}, {_signed(c.get('high'))}] | {c['verdict']} |"
                 )
             lines.append("")

@@ -57,7 +57,11 @@ def test_eval_command_writes_the_comparison(tmp_path, synthetic_set, predictions
     )
     assert v["vs_previous_best"]["reference"] == "previous_best"
     comps = {(c["candidate"], c["metric"]) for c in report["comparisons"]}
-    assert ("new-selector", "recall@8") in comps and ("random", "ap") in comps
+    assert (
+        ("new-selector", "recall@8") in comps
+        and ("random", "f1@8") in comps
+        and ("random", "recall_tol@8") in comps
+    )
     assert set(report["per_question"]["new-selector"]) == {i for i in report["per_question"]["uniform"]}
     # baselines' predictions are written for lmms-eval; the read ones are not rewritten
     assert set(report["predictions_written"]) == {"uniform", "random"}
@@ -126,3 +130,56 @@ def test_evaluate_with_downstream_qa(tmp_path, synthetic_set, predictions):
     assert "| uniform | 2 | UNI-2 |" in md and "| new-selector | 4 | ITG-4 |" in md
     assert "QA ITG-2 vs UNI-2" in md
     assert (tmp_path / "qa" / "plots" / "qa_accuracy.png").read_bytes()[:8] == PNG
+
+
+def test_score_curve_metrics_are_compared_with_random_not_uniform(tmp_path, synthetic_set, predictions):
+    result = evaluate(
+        synthetic_set,
+        tmp_path / "ap",
+        predictions=predictions / "new-selector",
+        baselines=["uniform", "random"],
+        ks=[8],
+        primary="ap",
+        n_boot=200,
+        plots=False,
+    )
+    v = result.report["verdict"]["vs_uniform"]
+    assert v["reference"] == "random" and v["metric"] == "ap" and v["verdict"] == "better"
+    refs = {(c["metric"], c["reference"]) for c in result.report["comparisons"]}
+    assert ("ap", "random") in refs and ("f1@8", "uniform") in refs and ("ap", "uniform") not in refs
+
+
+def test_eval_command_registers_with_typer(tmp_path, synthetic_set, predictions):
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command("eval")(eval_command)
+    app.command("noop")(lambda: None)  # two commands: `eval` is a subcommand, as in vidthinker's app
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["eval", "--help"]).output
+    for option in ("--predictions", "--manifest", "--out", "--baselines", "--previous-best", "--qa-base-url"):
+        assert option in help_text
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--manifest",
+            str(synthetic_set),
+            "--out",
+            str(tmp_path / "cli"),
+            "--predictions",
+            str(predictions),
+            "--baselines",
+            "uniform",
+            "-k",
+            "4,8",
+            "--bootstrap",
+            "200",
+            "--candidate",
+            "new-selector",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["vs_uniform"] == "better"
+    assert (tmp_path / "cli" / "report.md").is_file()

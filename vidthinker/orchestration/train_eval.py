@@ -1,0 +1,469 @@
+"""Retrain-and-evaluate: everything `dags/vidthinker_train_eval.py` does, as plain functions (no Airflow).
+
+Triggered by the `vidthinker_shards` Asset (each annotate run that added shards) or by hand:
+
+    freeze      all record shards → a content-addressed, frozen copy `<root>/datasets/<version>/`
+                (version = the trainer's data version: sha256 of shard names + bytes; the same data gives the
+                same version, so a rerun reuses the copy and a model's metadata names exactly what it saw)
+    train       `trainer.train.train` on the frozen copy → `<root>/runs/<run_key>/model/`   (GPU pool)
+    select      `trainer.inference.select_manifest` on every evaluation set, for the new model and — once per
+                evaluation set, kept in the registry — for the current best                (GPU pool)
+    evaluate    `eval.evaluate.evaluate` per evaluation set: new model vs uniform/random baselines vs the
+                current best, paired bootstrap over videos → `<root>/runs/<run_key>/eval/<set>/report.md`
+    promote     `decide`: promote only if better (see `decide`); promotion copies the model into the
+                registry `<root>/registry/models/<model_id>/` (checkpoint, metadata.json, predictions)
+                and makes it `best` in `<root>/registry/registry.json` (with a history of every decision)
+    emit        an asset event on `vidthinker_selector` with the new best (only when promoted)
+
+Settings: the DAG params (a manual run can override each), defaulting to `VIDTHINKER_TRAIN_EVAL__<KEY>`
+environment variables: ROOT (default `<VIDTHINKER_AIRFLOW__OUT_DIR>/train_eval`), SHARDS_DIR (default
+`<out_dir>/shards`), EVAL_SETS (comma-separated manifests/benchmark files), CONFIG (train config file),
+PRESET, PRIMARY (recall@8), KS (4,8,16,32), BASELINES (uniform,random), POOL (vidthinker_gpu), DEVICE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DAG_ID = "vidthinker_train_eval"
+SELECTOR_ASSET_NAME = "vidthinker_selector"
+GPU_POOL = "vidthinker_gpu"
+ENV_PREFIX = "VIDTHINKER_TRAIN_EVAL__"
+CANDIDATE = "candidate"
+
+
+# --------------------------------------------------------------------------- settings and params
+
+
+def _default_out_dir() -> Path:
+    return Path(os.environ.get("VIDTHINKER_AIRFLOW__OUT_DIR", "/data/vidthinker")).expanduser().absolute()
+
+
+def _split(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+class TrainEvalParams(BaseModel):
+    """One run's settings (DAG params over the environment's defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    root: Path = Field(default_factory=lambda: _default_out_dir() / "train_eval")
+    shards_dir: Path | None = None
+    eval_sets: list[str] = Field(default_factory=list)
+    config: str | None = None  # trainer TrainConfig file (.yaml/.json)
+    preset: str | None = None  # model preset overriding the config's model (tiny, offline, qwen2-7b, ...)
+    config_overrides: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields, e.g. {"max_steps": 500}
+    dataset_version: str | None = None  # retrain on an existing frozen version instead of the current shards
+    primary: str = "recall@8"
+    ks: list[int] = Field(default_factory=lambda: [4, 8, 16, 32])
+    baselines: list[str] = Field(default_factory=lambda: ["uniform", "random"])
+    promotion: Literal["auto", "always", "never"] = "auto"
+    device: str | None = None
+    num_frames: int = Field(512, ge=1)
+    n_boot: int = Field(2000, ge=100)
+
+    @field_validator("eval_sets", "baselines", mode="before")
+    @classmethod
+    def _lists(cls, v: Any) -> Any:
+        return _split(v)
+
+    @field_validator("ks", mode="before")
+    @classmethod
+    def _ints(cls, v: Any) -> Any:
+        return [int(x) for x in _split(v)] if isinstance(v, str) else v
+
+    @field_validator("config", "preset", "dataset_version", "device", "shards_dir", mode="before")
+    @classmethod
+    def _none_words(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() in ("", "none", "null") else v
+
+    @property
+    def shards(self) -> Path:
+        return self.shards_dir or _default_out_dir() / "shards"
+
+
+def env_defaults() -> dict[str, Any]:
+    """Param defaults from VIDTHINKER_TRAIN_EVAL__* (what the DAG file shows as its params' defaults)."""
+    out: dict[str, Any] = {}
+    for name in TrainEvalParams.model_fields:
+        raw = os.environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            out[name] = json.loads(raw) if name == "config_overrides" else raw
+    return TrainEvalParams.model_validate(out).model_dump(mode="json")
+
+
+def params_of(params: dict[str, Any]) -> TrainEvalParams:
+    p = TrainEvalParams.model_validate({k: v for k, v in params.items() if v is not None})
+    if not p.eval_sets:
+        raise ValueError(f"no evaluation set: set the param `eval_sets` (or {ENV_PREFIX}EVAL_SETS)")
+    missing = [s for s in p.eval_sets if not Path(s).exists()]
+    if missing:
+        raise FileNotFoundError(f"evaluation sets not found: {missing}")
+    return p
+
+
+def run_key(run_id: str) -> str:
+    from vidthinker.orchestration.tasks import run_key as annotate_run_key
+
+    return annotate_run_key(run_id)
+
+
+def run_dir(p: TrainEvalParams, run_id: str) -> Path:
+    return p.root / "runs" / run_key(run_id)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- freeze
+
+
+def version_dir_name(version: str) -> str:
+    return version.replace(":", "-")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def freeze(params: dict[str, Any], run_id: str, event_extras: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """Freeze the current shards (every valid parquet shard under the shards folder; the triggering events
+    name the folder when they come from an annotate run with another out_dir) into a versioned copy."""
+    from trainer.data import data_version
+
+    p = params_of(params)
+    datasets = p.root / "datasets"
+    if p.dataset_version:
+        folder = datasets / version_dir_name(p.dataset_version)
+        if not (folder / "dataset.json").is_file():
+            known = sorted(d.name for d in datasets.iterdir()) if datasets.is_dir() else []
+            raise FileNotFoundError(f"dataset version {p.dataset_version!r} is not frozen here; known: {known}")
+        return json.loads((folder / "dataset.json").read_text()) | {"reused": True}
+    sources = [p.shards]
+    for extra in event_extras:
+        if extra.get("out_dir"):
+            sources.append(Path(extra["out_dir"]) / "shards")
+        for shard in extra.get("shards") or []:
+            sources.append(Path(shard).parent)
+    files: dict[str, Path] = {}
+    for source in dict.fromkeys(sources):
+        if source.is_dir():
+            for f in sorted(source.glob("*.parquet")):
+                if not f.name.startswith((".", "_")):
+                    files.setdefault(f.name, f)
+    if not files:
+        raise FileNotFoundError(f"no parquet shards in {[str(s) for s in dict.fromkeys(sources)]}")
+    datasets.mkdir(parents=True, exist_ok=True)
+    staging = datasets / f".staging-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        for name, src in files.items():
+            _link_or_copy(src, staging / name)
+        version = data_version(staging)
+        folder = datasets / version_dir_name(version)
+        if (folder / "dataset.json").is_file():
+            return json.loads((folder / "dataset.json").read_text()) | {"reused": True}
+        info = {
+            "version": version,
+            "dir": str(folder),
+            "shards": [{"name": n, "bytes": (staging / n).stat().st_size, "source": str(src)} for n, src in files.items()],
+            "records": _count_records(staging),
+            "frozen_at": _now(),
+            "run_id": run_id,
+            "note": "videos are referenced by the records' paths, not copied",
+        }
+        _write_json(staging / "dataset.json", info)
+        if folder.exists():  # a half-made folder of an earlier crash
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+        return info | {"reused": False}
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _count_records(folder: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    total = ok = 0
+    for f in folder.glob("*.parquet"):
+        if "error" in pq.read_schema(f).names:
+            errors = pq.read_table(f, columns=["error"]).column("error")
+            total += len(errors)
+            ok += len(errors) - len(errors.drop_null())
+        else:
+            rows = pq.read_metadata(f).num_rows
+            total += rows
+            ok += rows
+    return {"total": total, "ok": ok}
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train_model(frozen: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    from trainer.config import load_train_config, preset_config
+    from trainer.train import train
+
+    p = params_of(params)
+    out = run_dir(p, run_id) / "model"
+    overrides = dict(p.config_overrides)
+    overrides.setdefault("progress", False)
+    cfg = load_train_config(p.config, **overrides)
+    if p.preset:
+        cfg.model = preset_config(p.preset)
+    result = train(frozen["dir"], out, cfg, device=p.device)
+    if not result.completed:
+        raise RuntimeError(f"training stopped at step {result.step} of {result.total_steps}")
+    return {
+        "checkpoint": str(result.out_dir),
+        "data_version": result.data_version,
+        "steps": result.step,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "samples": result.samples,
+        "elapsed_s": round(result.elapsed_s, 2),
+    }
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def registry_dir(p: TrainEvalParams) -> Path:
+    return p.root / "registry"
+
+
+def load_registry(p: TrainEvalParams) -> dict[str, Any]:
+    path = registry_dir(p) / "registry.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"best": None, "models": {}, "history": []}
+
+
+def best_model(p: TrainEvalParams) -> dict[str, Any] | None:
+    reg = load_registry(p)
+    return reg["models"].get(reg["best"]) if reg.get("best") else None
+
+
+def eval_set_key(path: str | Path) -> str:
+    """`<stem>-<hash of the file (or folder listing)>`: predictions are reused only for the same set."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem if path.is_file() else path.name)
+    if stem == "manifest":
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name) or stem
+    return f"{stem}-{digest.hexdigest()[:10]}"
+
+
+# --------------------------------------------------------------------------- select
+
+
+def select_sets(trained: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """lmms-eval files of the new model on every evaluation set (and of the best, when not kept yet)."""
+    from trainer.inference import Selector, select_manifest
+
+    p = params_of(params)
+    k = max(p.ks)
+    out: dict[str, Any] = {"sets": {}}
+    candidate = Selector.from_pretrained(trained["checkpoint"], device=p.device)
+    best = best_model(p)
+    best_selector = None
+    for manifest in p.eval_sets:
+        key = eval_set_key(manifest)
+        folder = run_dir(p, run_id) / "select" / key
+        report = select_manifest(candidate, manifest, folder / CANDIDATE, k=k, num_frames=p.num_frames)
+        entry: dict[str, Any] = {"manifest": manifest, "predictions": str(folder), "queries": report.queries,
+                                 "failed_videos": len(report.failed_videos), "best_predictions": None}
+        if best is not None:
+            kept = Path(best["dir"]) / "predictions" / key
+            if not (kept / "results.jsonl").is_file():
+                if best_selector is None:
+                    best_selector = Selector.from_pretrained(best["checkpoint"], device=p.device)
+                select_manifest(best_selector, manifest, kept, k=k, num_frames=p.num_frames)
+            entry["best_predictions"] = str(kept)
+        out["sets"][key] = entry
+    return out
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def evaluate_sets(selected: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    from eval.evaluate import evaluate
+
+    p = params_of(params)
+    results: dict[str, Any] = {}
+    for key, entry in selected["sets"].items():
+        out = run_dir(p, run_id) / "eval" / key
+        result = evaluate(
+            entry["manifest"],
+            out,
+            predictions=entry["predictions"],
+            baselines=p.baselines,
+            ks=p.ks,
+            primary=p.primary,
+            candidate=CANDIDATE,
+            previous_best=entry["best_predictions"],
+            n_boot=p.n_boot,
+            write_k=max(p.ks),
+        )
+        verdict = result.report.get("verdict") or {}
+        results[key] = {
+            "report": str(result.paths["md"]),
+            "json": str(result.paths["json"]),
+            "primary": p.primary,
+            "candidate_mean": (result.report["grounding"].get(CANDIDATE, {}).get("overall", {}).get(p.primary) or {}).get("mean"),
+            "vs_uniform": _slim(verdict.get("vs_uniform")),
+            "vs_previous_best": _slim(verdict.get("vs_previous_best")),
+        }
+    return {"sets": results}
+
+
+def _slim(comp: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not comp:
+        return None
+    return {k: comp.get(k) for k in ("verdict", "diff", "low", "high", "n", "clusters", "candidate_mean", "reference_mean")}
+
+
+# --------------------------------------------------------------------------- decide and promote
+
+
+def decide(evaluation: dict[str, Any], *, has_best: bool, promotion: str = "auto") -> tuple[bool, str]:
+    """Promote the new model?
+
+    ``always`` / ``never`` force it. ``auto``: with a current best, promote only when the new model is
+    significantly better than the best on the first evaluation set (95 % bootstrap interval of the paired
+    difference above 0 on the primary metric) and significantly worse on none. Without a best (the first
+    model), promote unless it is significantly worse than uniform sampling on some evaluation set.
+    """
+    if promotion == "always":
+        return True, "promotion=always"
+    if promotion == "never":
+        return False, "promotion=never"
+    sets = list(evaluation["sets"].items())
+    if not sets:
+        return False, "nothing was evaluated"
+    if has_best:
+        worse = [k for k, e in sets if (e.get("vs_previous_best") or {}).get("verdict") == "worse"]
+        if worse:
+            return False, f"significantly worse than the current best on {', '.join(worse)}"
+        first_key, first = sets[0]
+        comp = first.get("vs_previous_best") or {}
+        if comp.get("verdict") == "better":
+            return True, f"better than the current best on {first_key}: Δ {comp['diff']:+.4f} [{comp['low']:+.4f}, {comp['high']:+.4f}]"
+        diff = comp.get("diff")
+        shown = f"Δ {diff:+.4f} [{comp['low']:+.4f}, {comp['high']:+.4f}]" if diff is not None else "no paired data"
+        return False, f"not significantly better than the current best on {first_key} ({shown})"
+    worse = [k for k, e in sets if (e.get("vs_uniform") or {}).get("verdict") == "worse"]
+    if worse:
+        return False, f"first model, but significantly worse than uniform sampling on {', '.join(worse)}"
+    return True, "first model: not significantly worse than uniform sampling"
+
+
+def promote(
+    trained: dict[str, Any],
+    frozen: dict[str, Any],
+    selected: dict[str, Any],
+    evaluation: dict[str, Any],
+    params: dict[str, Any],
+    run_id: str,
+) -> dict[str, Any]:
+    """Decide, and on promotion copy the model into the registry and make it the best. Every decision is
+    appended to the registry's history; the run folder gets `decision.json`."""
+    p = params_of(params)
+    reg = load_registry(p)
+    previous = reg.get("best")
+    promoted, reason = decide(evaluation, has_best=previous is not None, promotion=p.promotion)
+    model_id = f"selector-{run_key(run_id)}"
+    decision: dict[str, Any] = {
+        "run_id": run_id,
+        "model_id": model_id if promoted else None,
+        "candidate_checkpoint": trained["checkpoint"],
+        "promoted": promoted,
+        "reason": reason,
+        "previous_best": previous,
+        "data_version": trained.get("data_version") or frozen["version"],
+        "decided_at": _now(),
+        "evaluation": evaluation["sets"],
+    }
+    if promoted:
+        target = registry_dir(p) / "models" / model_id
+        staging = target.with_name(f".{model_id}.staging")
+        if staging.exists():
+            shutil.rmtree(staging)
+        shutil.copytree(
+            trained["checkpoint"], staging / "checkpoint", ignore=shutil.ignore_patterns("checkpoints", "feature_cache", "*.tmp")
+        )
+        for key, entry in selected["sets"].items():
+            shutil.copytree(Path(entry["predictions"]) / CANDIDATE, staging / "predictions" / key)
+        meta = {
+            "model_id": model_id,
+            "dir": str(target),
+            "checkpoint": str(target / "checkpoint"),
+            "data_version": decision["data_version"],
+            "dataset": {k: frozen.get(k) for k in ("version", "dir", "records")},
+            "train": {k: trained.get(k) for k in ("steps", "final_loss", "samples", "elapsed_s")},
+            "params": p.model_dump(mode="json"),
+            "evaluation": evaluation["sets"],
+            "reason": reason,
+            "previous_best": previous,
+            "run_id": run_id,
+            "promoted_at": decision["decided_at"],
+        }
+        _write_json(staging / "metadata.json", meta)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        reg["models"][model_id] = meta
+        reg["best"] = model_id
+        decision["checkpoint"] = meta["checkpoint"]
+    reg.setdefault("history", []).append(
+        {k: decision[k] for k in ("run_id", "model_id", "promoted", "reason", "previous_best", "data_version", "decided_at")}
+    )
+    _write_json(registry_dir(p) / "registry.json", reg)
+    _write_json(run_dir(p, run_id) / "decision.json", decision)
+    return decision
+
+
+def asset_extra(decision: dict[str, Any]) -> dict[str, Any] | None:
+    """The `vidthinker_selector` event's extra, or None (no event) when nothing was promoted."""
+    if not decision.get("promoted"):
+        return None
+    return {
+        "model_id": decision["model_id"],
+        "checkpoint": decision["checkpoint"],
+        "data_version": decision["data_version"],
+        "previous_best": decision["previous_best"],
+        "reason": decision["reason"],
+        "metrics": {k: v.get("candidate_mean") for k, v in decision["evaluation"].items()},
+    }
