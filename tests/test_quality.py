@@ -206,3 +206,18 @@ def test_quality_command(runs, tmp_path):
     assert "36 records" in text and "drift vs run-01" in text and (run / "quality" / "run.json").is_file()
     missing = CliRunner().invoke(app, ["quality", "--out", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such run folder" in " ".join(missing.output.split())
+
+
+def test_shard_drift_compares_new_shards_with_the_rest(runs, tmp_path):
+    from vidthinker.quality import shard_drift
+
+    folder = tmp_path / "out"
+    (folder / "shards").mkdir(parents=True)
+    for i, run in enumerate(runs):  # three "DAG runs" worth of shards in one out_dir
+        for shard in shard_paths(run)[:2]:
+            shutil.copy2(shard, folder / "shards" / f"r{i}-{shard.name}")
+    new = [p for p in shard_paths(folder) if p.name.startswith("r2-")]
+    report = shard_drift(folder, new)
+    assert report is not None and report.level == "alert"
+    assert sorted(report.baseline_runs) == sorted(p.name for p in shard_paths(folder) if not p.name.startswith("r2-"))
+    assert shard_drift(folder, []) is None

@@ -900,8 +900,12 @@ def _rate_check(metric: str, current: float, baseline: float, n_current: int, n_
     return check
 
 
-def drift_report(current: QualityFigures, previous: Sequence[RunQuality]) -> DriftReport | None:
-    """Compare a run with the pooled previous runs; None when there are none."""
+def _label(figures: QualityFigures) -> str:
+    return figures.name if isinstance(figures, RunQuality) else getattr(figures, "shard", "?")
+
+
+def drift_report(current: QualityFigures, previous: Sequence[QualityFigures]) -> DriftReport | None:
+    """Compare a run (or a set of shards) with the pooled previous runs (or shards); None when there are none."""
     previous = [p for p in previous if p.records]
     if not previous:
         return None
@@ -922,7 +926,7 @@ def drift_report(current: QualityFigures, previous: Sequence[RunQuality]) -> Dri
     ]
     rank = {"ok": 0, "warn": 1, "alert": 2}
     return DriftReport(
-        baseline_runs=[p.name for p in previous],
+        baseline_runs=[_label(p) for p in previous],
         baseline_records=base["records"],
         level=max((c.level for c in checks), key=rank.__getitem__),
         checks=checks,
@@ -1152,15 +1156,7 @@ def compute_run_quality(
     paths = shard_paths(run_dir)
     if not paths:
         raise SchemaError(f"{run_dir}: no parquet shards found")
-    parts: list[ShardQuality] = []
-    for shard in paths:
-        target = shard_quality_path(run_dir, shard)
-        figures = _load_shard_quality(target, shard)
-        if figures is None:
-            figures = compute_shard_quality(shard, shard_name=shard.relative_to(shard_folder(run_dir)).as_posix())
-            if write:
-                _atomic_write(target, figures.model_dump_json(indent=1))
-        parts.append(figures)
+    parts = shard_figures(run_dir, write=write)
     rows, manifest_name = _resolve_manifest(manifest, run_dir, paths)
     agreement = _AgreementAccumulator(rows) if rows else None
     run_level = _run_pass(paths, agreement)
@@ -1193,6 +1189,34 @@ def _as_run_quality(run: str | Path | RunQuality) -> RunQuality | None:
         return compute_run_quality(run, previous_runs=())
     except SchemaError:
         return None
+
+
+def shard_figures(run_dir: str | Path, *, write: bool = True) -> list[ShardQuality]:
+    """Every shard's figures (stored ones reused, missing or stale ones computed and stored)."""
+    run_dir = Path(run_dir)
+    out = []
+    for shard in shard_paths(run_dir):
+        target = shard_quality_path(run_dir, shard)
+        figures = _load_shard_quality(target, shard)
+        if figures is None:
+            figures = compute_shard_quality(shard, shard_name=shard.relative_to(shard_folder(run_dir)).as_posix())
+            if write:
+                _atomic_write(target, figures.model_dump_json(indent=1))
+        out.append(figures)
+    return out
+
+
+def shard_drift(run_dir: str | Path, new_shards: Sequence[str | Path]) -> DriftReport | None:
+    """Drift of some shards of a folder (e.g. the ones an annotate DAG run just added) against all the
+    other shards of the same folder; None when either side is empty."""
+    run_dir = Path(run_dir)
+    wanted = {Path(s).name for s in new_shards}
+    parts = shard_figures(run_dir)
+    new = [p for p in parts if Path(p.shard).name in wanted]
+    old = [p for p in parts if Path(p.shard).name not in wanted]
+    if not new or not old:
+        return None
+    return drift_report(QualityFigures(**merge_figures(new)), old)
 
 
 def quality_hash(quality: RunQuality) -> str:
