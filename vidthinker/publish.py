@@ -43,7 +43,14 @@ import typer
 from pydantic import BaseModel, Field
 
 from vidthinker import __version__
-from vidthinker.quality import RunQuality, compute_run_quality, quality_dir, shard_folder, shard_paths
+from vidthinker.quality import (
+    RunQuality,
+    compute_run_quality,
+    fresh_run_quality,
+    shard_figures,
+    shard_folder,
+    shard_paths,
+)
 from vidthinker.schema import (
     VIDEOITG_COLUMNS,
     FrameId,
@@ -255,8 +262,13 @@ def build_layout(out: str | Path, target: str | Path, *, repo_id: str, license: 
             shutil.copyfile(cached, path)
         files[_data_name(index, total)] = _sha256(path)
 
-    if quality is None:
-        quality = compute_run_quality(out, previous_runs=(), write=os.access(quality_dir(out).parent, os.W_OK))
+    if quality is None:  # the stored report when current; else computed without touching quality/run.json
+        quality = fresh_run_quality(out)
+        if quality is None:
+            writable = os.access(out, os.W_OK)
+            if writable:
+                shard_figures(out)  # store per-shard figures: the next publish reads only new shards
+            quality = compute_run_quality(out, previous_runs=(), write=False)
     stats = _public_quality(quality)
     (target / "stats").mkdir(parents=True, exist_ok=True)
     (target / STATS_FILE).write_text(json.dumps(stats, indent=1, sort_keys=True) + "\n")

@@ -1011,6 +1011,21 @@ def load_run_quality(run_dir: str | Path) -> RunQuality | None:
     return quality if quality.version == QUALITY_VERSION else None
 
 
+def fresh_run_quality(run_dir: str | Path) -> RunQuality | None:
+    """The stored `quality/run.json` if it still describes the run's shards (same shard files, none
+    written after it), else None."""
+    run_dir = Path(run_dir)
+    stored = load_run_quality(run_dir)
+    if stored is None:
+        return None
+    paths = shard_paths(run_dir)
+    names = {p.relative_to(shard_folder(run_dir)).as_posix() for p in paths}
+    if {s.shard for s in stored.shards} != names or not paths:
+        return None
+    written = (quality_dir(run_dir) / RUN_FILE).stat().st_mtime_ns
+    return stored if all(p.stat().st_mtime_ns <= written for p in paths) else None
+
+
 def _load_shard_quality(path: Path, shard: Path) -> ShardQuality | None:
     """Stored figures of a shard, if they still describe it: same file (size, mtime) and, when the shard
     has a manifest, the same content hash (which leaves out latencies, so it alone is not enough)."""

@@ -19,9 +19,9 @@ import pyarrow.dataset as ds
 from vidthinker.quality import (
     RunQuality,
     compute_run_quality,
+    drift_report,
     find_runs,
-    load_run_quality,
-    shard_folder,
+    fresh_run_quality,
     shard_paths,
 )
 from vidthinker.schema import VideoITGRecord, arrow_schema, validate_row
@@ -50,21 +50,19 @@ def run_signature(run_dir: Path) -> tuple:
 
 
 def quality_of(run_dir: Path, earlier: Sequence[Path] = ()) -> RunQuality:
-    """The stored figures when they describe the current shards, else computed (and stored)."""
-    stored = load_run_quality(run_dir)
-    current = {p.relative_to(shard_folder(run_dir)).as_posix() for p in shard_paths(run_dir)}
-    if stored is not None and {s.shard for s in stored.shards} == current and _fresh(run_dir, stored):
-        return stored
-    try:
-        return compute_run_quality(run_dir, previous_runs=list(earlier))
-    except OSError:  # a read-only run folder: compute without storing
-        return compute_run_quality(run_dir, previous_runs=list(earlier), write=False)
-
-
-def _fresh(run_dir: Path, stored: RunQuality) -> bool:
-    run_file = run_dir / "quality" / "run.json"
-    newest = max(p.stat().st_mtime for p in shard_paths(run_dir))
-    return run_file.stat().st_mtime >= newest
+    """The stored figures when they describe the current shards, else computed (and stored). Drift is
+    (re)computed against `earlier` when the stored report was made without that baseline."""
+    stored = fresh_run_quality(run_dir)
+    if stored is None:
+        try:
+            return compute_run_quality(run_dir, previous_runs=list(earlier))
+        except OSError:  # a read-only run folder: compute without storing
+            return compute_run_quality(run_dir, previous_runs=list(earlier), write=False)
+    baseline = [q for q in (fresh_run_quality(p) or quality_of(p) for p in earlier) if q is not None]
+    names = sorted(q.name for q in baseline if q.records)
+    if baseline and (stored.drift is None or sorted(stored.drift.baseline_runs) != names):
+        stored = stored.model_copy(update={"drift": drift_report(stored, baseline)})
+    return stored
 
 
 def _dataset(run_dir: Path) -> ds.Dataset:
