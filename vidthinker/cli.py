@@ -457,6 +457,9 @@ def _register(name: str, module: str, function: str, help_text: str) -> None:
 
 _register("train", "trainer.commands", "train_command", "Train the VideoITG selector on record shards (see --help).")
 _register("select", "trainer.commands", "select_command", "Score frames with a selector checkpoint; write results.jsonl and frame_indices.jsonl.")
+_register("quality", "vidthinker.quality", "quality_command", "Compute and store quality figures of a run (per shard and per run, with drift).")
+_register("dashboard", "vidthinker.dashboard", "dashboard", "Serve the annotation-quality dashboard over a folder of runs.")
+_register("publish", "vidthinker.publish", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

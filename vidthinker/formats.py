@@ -165,7 +165,11 @@ def record_paths(shards: str | Path) -> list[Path]:
         return [shards]
     if not shards.is_dir():
         raise SchemaError(f"{shards}: no such shard folder")
-    paths = sorted(p for p in shards.rglob("*.parquet") if not p.name.startswith((".", "_")))
+    # Hidden and underscore-prefixed files and folders are staging areas (atomic writes, _hf/ publishing).
+    paths = sorted(
+        p for p in shards.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(shards).parts)
+    )
     if not paths:
         raise SchemaError(f"{shards}: no parquet shards found")
     return paths
