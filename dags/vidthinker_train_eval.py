@@ -63,11 +63,8 @@ def vidthinker_train_eval():
     def freeze(params=None, run_id=None, triggering_asset_events=None) -> dict:
         from vidthinker.orchestration import train_eval
 
-        extras = []
-        try:
-            extras = [dict(e.extra or {}) for e in triggering_asset_events[SHARDS]]
-        except (KeyError, TypeError):
-            pass  # triggered by hand
+        # asset-triggered: the annotate runs' events name their shards; by hand: none
+        extras = [dict(e.extra or {}) for evs in (triggering_asset_events or {}).values() for e in evs]
         return train_eval.freeze(dict(params), run_id, extras)
 
     @task(pool=GPU_POOL, retries=0)

@@ -149,8 +149,12 @@ def build_report(
         if ref not in tables or (metric == "ap" and metric != primary and ref != "random"):
             continue
         for name in names:
-            if name == ref or name not in tables:
-                continue
+            if (
+                (name == reference and metric.split("@")[0] in ("auc", "ap"))
+                or name == ref
+                or name not in tables
+            ):
+                continue  # uniform's score curve is not a relevance ranking
             comp = _compare(
                 tables[name].values(metric), tables[ref].values(metric), videos, n_boot=n_boot, seed=seed
             )

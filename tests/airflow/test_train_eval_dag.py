@@ -116,3 +116,33 @@ def test_train_eval_dag_promotes_the_first_model_then_only_a_better_one(airflow_
     new_run = next(d for d in (root / "te" / "runs").iterdir() if d != run_dir)
     decision = json.loads((new_run / "decision.json").read_text())
     assert decision["evaluation"][pred_set.name]["vs_previous_best"]["verdict"] == "no significant difference"
+
+
+def test_asset_triggered_freeze_takes_the_events_shards(data, tmp_path):
+    """The freeze task as the scheduler calls it after an annotate run whose out_dir is elsewhere."""
+    import datetime as dt
+    import shutil
+
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    from vidthinker.orchestration.assets import SHARDS
+
+    root, eval_set = data
+    elsewhere = tmp_path / "annotate-out"
+    (elsewhere / "shards").mkdir(parents=True)
+    shard = shutil.copy(root / "shards" / "part-a.parquet", elsewhere / "shards" / "new-part.parquet")
+    event = AssetEventDagRunReferenceResult(
+        asset={"name": SHARDS.name, "uri": SHARDS.uri, "extra": {}},
+        extra={"run_key": "r1", "out_dir": str(elsewhere), "shards": [str(shard)]},
+        source_task_id="emit_shards", source_dag_id="vidthinker_annotate", source_run_id="manual__1", source_map_index=-1,
+        source_aliases=[], timestamp=dt.datetime.now(dt.UTC),
+    )
+    params = {"root": str(tmp_path / "te"), "shards_dir": str(root / "shards"), "eval_sets": [str(eval_set)]}
+    task = load_dag().get_task("freeze")
+    frozen = task.python_callable(params=params, run_id="asset_triggered__1",
+                                  triggering_asset_events=TriggeringAssetEventsAccessor.build([event]))
+    assert sorted(s["name"] for s in frozen["shards"]) == ["new-part.parquet", "part-a.parquet", "part-b.parquet"]
+    by_hand = task.python_callable(params=params, run_id="manual__2", triggering_asset_events=None)
+    assert sorted(s["name"] for s in by_hand["shards"]) == ["part-a.parquet", "part-b.parquet"]
+    assert by_hand["version"] != frozen["version"]
