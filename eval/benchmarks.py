@@ -25,7 +25,8 @@ nothing is downloaded):
   ``trainer.inference.read_queries`` uses, so its ``results.jsonl`` match). group = instruction type.
 
 Annotations come as .json (a list, or {"data": [...]}) , .jsonl or .parquet; a folder means every such
-file in it. A video that is missing is not an error here: the harness reports it as a failed video.
+file in it. Each benchmark item also remembers its row number (``extra["row"]``): lmms-eval's ``doc_id`` is
+the row index in the task's split, so its ``results.jsonl`` matches by row when the file is that split. A video that is missing is not an error here: the harness reports it as a failed video.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def videomme_items(records: list[dict[str, Any]], video_root: Path) -> list[Eval
                 answer=answer,
                 group=r.get("task_type"),
                 video_id=str(r.get("video_id", vid)),
-                extra={k: r.get(k) for k in ("duration", "domain", "sub_category") if k in r},
+                extra={"row": i, **{k: r.get(k) for k in ("duration", "domain", "sub_category") if k in r}},
             )
         )
     return items
@@ -177,7 +178,7 @@ def mlvu_items(records: list[dict[str, Any]], video_root: Path) -> list[EvalItem
                 answer=answer if options else None,
                 group=str(task) if task else None,
                 video_id=Path(name).stem,
-                extra={k: r.get(k) for k in ("duration",) if k in r},
+                extra={"row": i, **{k: r.get(k) for k in ("duration",) if k in r}},
             )
         )
     return items
@@ -206,7 +207,7 @@ def longvideobench_items(records: list[dict[str, Any]], video_root: Path) -> lis
                 answer=answer,
                 group=r.get("question_category"),
                 video_id=str(r.get("video_id", Path(path).stem)),
-                extra={k: r.get(k) for k in ("duration_group", "duration") if k in r},
+                extra={"row": i, **{k: r.get(k) for k in ("duration_group", "duration") if k in r}},
             )
         )
     return items
@@ -253,7 +254,7 @@ def cgbench_items(records: list[dict[str, Any]], video_root: Path) -> list[EvalI
                 gt_frames=intervals_to_grid(clues, r.get("duration")) if clues else None,
                 group=r.get("sub_category") or r.get("domain"),
                 video_id=uid,
-                extra={k: r.get(k) for k in ("duration", "domain") if k in r},
+                extra={"row": i, **{k: r.get(k) for k in ("duration", "domain") if k in r}},
             )
         )
     return items

@@ -634,6 +634,8 @@ class PredictionsSelector(BaseSelector):
             "frame_indices": str(frame_indices) if frame_indices else None,
         }
         self._by_question: dict[tuple[str, str], str] = {}
+        self._aliases: dict[str, str] = {}
+        self._use_rows = False
 
     def describe(self):
         return {
@@ -647,16 +649,29 @@ class PredictionsSelector(BaseSelector):
         return set(self.results) | set(self.fixed)
 
     def bind(self, items: Iterable[EvalItem]) -> PredictionsSelector:
+        """Match questions also by (video, question text), and by row number (lmms-eval's doc_id is the
+        row index of the task's split) when no prediction carries the item's own id."""
+        items = list(items)
         for item in items:
             self._by_question[(str(Path(item.video).resolve()), item.question)] = item.doc_id
+            if "row" in item.extra:
+                self._aliases[item.doc_id] = str(item.extra["row"])
+        known = self.doc_ids()
+        by_id = sum(i.doc_id in known for i in items)
+        by_row = sum(self._aliases.get(i.doc_id) in known for i in items)
+        # one rule for the whole file: ids like "3" could be either a question id or a row number
+        self._use_rows = by_row > by_id
         return self
 
     def _doc(self, video: VideoRef, query: Query) -> str | None:
-        if query.doc_id and query.doc_id in self.doc_ids():
-            return query.doc_id
-        if not query.doc_id:
-            return self._by_question.get((str(Path(video_path(video)).resolve()), query.question))
-        return None
+        known = self.doc_ids()
+        doc = query.doc_id or self._by_question.get((str(Path(video_path(video)).resolve()), query.question))
+        if doc is None:
+            return None
+        if self._use_rows:
+            alias = self._aliases.get(doc)
+            return alias if alias in known else None
+        return doc if doc in known else None
 
     def _to_grid(self, video: VideoRef, ids: Sequence[int]) -> np.ndarray:
         if self.index_unit == "grid":

@@ -219,3 +219,34 @@ def test_benchmark_file_runs_end_to_end(tmp_path, items):
     g = result.report["grounding"]
     assert result.report["questions"] == 8 and result.report["questions_with_truth"] == 8
     assert g["uniform"]["overall"]["recall@4"]["n"] == 8 and not result.report["failed_videos"]
+
+
+def test_lmms_eval_row_doc_ids_match_benchmark_items(tmp_path, items, store):
+    """lmms-eval numbers docs by their row in the split; its results.jsonl still lines up."""
+    from eval.selectors import PredictionsSelector, Query
+
+    rows = [
+        {
+            "qid": f"q-{n}",
+            "video_uid": Path(item.video).stem,
+            "question": item.question,
+            "choices": list(item.options),
+            "right_answer": item.answer,
+        }
+        for n, item in enumerate(items[:4])
+    ]
+    (tmp_path / "cg.json").write_text(json.dumps(rows))
+    bench = load_items(tmp_path / "cg.json", video_root=Path(items[0].video).parent)
+    (tmp_path / "lmms").mkdir()
+    lines = []
+    for row, item in enumerate(bench):
+        frames = store.frame_indices(item.video, [row, row + 1])
+        lines.append(
+            json.dumps({"doc_id": row, "video_path": item.video, "index": frames, "logits": [0.9, 0.8]})
+        )
+    (tmp_path / "lmms" / "results.jsonl").write_text("\n".join(lines) + "\n")
+    sel = PredictionsSelector(tmp_path / "lmms", store=store).bind(bench)
+    for row, item in enumerate(bench):
+        ids = store.grid_ids(item.video)
+        scores = sel.score_queries(item.video, [Query(item.doc_id, item.question)], ids)[0]
+        assert scores is not None and (scores[row], scores[row + 1]) == (0.9, 0.8)  # grid ids = positions
