@@ -64,6 +64,8 @@ def main() -> int:
     airflow("db", "migrate")
     airflow("pools", "set", env("VIDTHINKER_AIRFLOW__POOL", "vidthinker_models"), env("VIDTHINKER_MODEL_SLOTS", "4"),
             "VidThinker: shard tasks that may use the model server at once")
+    airflow("pools", "set", "vidthinker_gpu", env("VIDTHINKER_GPU_SLOTS", "1"),
+            "VidThinker: selector training and selection jobs that need a GPU node")
     upsert_connection()
     write_passwords()
     return 0

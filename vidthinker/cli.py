@@ -402,21 +402,21 @@ def config_show(ctx: typer.Context) -> None:
 def demo(
     ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/demo"),
-    videos: Annotated[int, typer.Option("--videos", "-n", help="Synthetic videos to make.")] = 3,
+    videos: Annotated[int, typer.Option("--videos", "-n", help="Synthetic videos to make.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic set.")] = 0,
-    max_seconds: Annotated[float, typer.Option(help="Longest synthetic video, in seconds.")] = 45.0,
+    max_seconds: Annotated[float, typer.Option(help="Longest synthetic video, in seconds.")] = 30.0,
 ) -> None:
     """The main job end to end on embedded defaults (offline models, local engine).
 
     Synthesises grounded videos, annotates them with the three stages on the offline models (real
     registry weights), exports VideoITG JSON, and scores the annotations against the synthetic ground
-    truth. Writes OUT/synth/, OUT/annotate/ (shards, summary.json), OUT/videoitg.json and
-    OUT/quality.json.
+    truth. Writes OUT/synth/, OUT/annotate/ (shards, summary.json, quality/), OUT/videoitg.json and
+    OUT/quality.json. Look at it with `vidthinker dashboard --out OUT`.
     """
     from vidthinker.annotate import run_annotation
     from vidthinker.formats import export_videoitg_json, iter_records, read_manifest
     from vidthinker.models import ModelUnavailable
-    from vidthinker.quality import ground_truth_agreement
+    from vidthinker.quality import compute_run_quality, ground_truth_agreement
     from vidthinker.synth import generate_synthetic_set
 
     settings = settings_from(ctx)
@@ -433,6 +433,7 @@ def demo(
     records = list(iter_records(out_dir / "annotate" / "shards"))
     exported = export_videoitg_json(records, out_dir / "videoitg.json")
     agreement = ground_truth_agreement(records, rows)
+    compute_run_quality(out_dir / "annotate", manifest=rows)  # quality/*.json: what the dashboard shows
     (out_dir / "quality.json").write_text(json.dumps({k: v.model_dump() for k, v in agreement.items()}, indent=1) + "\n")
     table = Table("instruction type", "records", "frame P", "frame R", "clip P", "clip R", "type acc", "frames/QA",
                   title="agreement with the synthetic ground truth")
@@ -457,6 +458,7 @@ def _register(name: str, module: str, function: str, help_text: str) -> None:
 
 _register("train", "trainer.commands", "train_command", "Train the VideoITG selector on record shards (see --help).")
 _register("select", "trainer.commands", "select_command", "Score frames with a selector checkpoint; write results.jsonl and frame_indices.jsonl.")
+_register("eval", "eval.commands", "eval_command", "Compare frame selectors (grounding metrics, optional Video-LLM QA); write report.md/report.json.")
 _register("quality", "vidthinker.quality", "quality_command", "Compute and store quality figures of a run (per shard and per run, with drift).")
 _register("dashboard", "vidthinker.dashboard", "dashboard", "Serve the annotation-quality dashboard over a folder of runs.")
 _register("publish", "vidthinker.publish", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")

@@ -21,5 +21,7 @@ _OUT = airflow_settings().out_dir.expanduser().absolute()
 
 SHARDS = Asset(name=SHARDS_ASSET_NAME, uri=(_OUT / "shards").as_uri(), group="vidthinker")
 QUALITY = Asset(name=QUALITY_ASSET_NAME, uri=(_OUT / "airflow" / "runs").as_uri(), group="vidthinker")
+# A promoted selector checkpoint (the train-eval DAG's registry).
+SELECTOR = Asset(name="vidthinker_selector", uri=(_OUT / "train_eval" / "registry").as_uri(), group="vidthinker")
 
-__all__ = ["QUALITY", "SHARDS"]
+__all__ = ["QUALITY", "SELECTOR", "SHARDS"]
