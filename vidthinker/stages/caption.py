@@ -18,9 +18,11 @@ from vidthinker.stages.common import trace_from_error, trace_from_reply
 
 ORACLE_MODEL = "oracle:ground-truth-descriptions"
 
+# Length caps are part of the schema so grammar-constrained decoders enforce them: small models
+# otherwise ramble until max_tokens and the JSON is cut off.
 _CAPTION = {
-    "caption": {"type": "string", "minLength": 1},
-    "keywords": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
+    "caption": {"type": "string", "minLength": 1, "maxLength": 400},
+    "keywords": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 5},
 }
 SINGLE_SCHEMA = {"type": "object", "properties": _CAPTION, "required": ["caption", "keywords"], "additionalProperties": False}
 _CAPTION_OBJECT = {"type": "object", "properties": _CAPTION, "required": ["caption", "keywords"], "additionalProperties": False}

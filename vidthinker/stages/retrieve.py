@@ -19,7 +19,7 @@ from vidthinker.stages.common import trace_from_error, trace_from_reply
 RETRIEVAL_SCHEMA = {
     "type": "object",
     "properties": {
-        "explanation": {"type": "string"},
+        "explanation": {"type": "string", "maxLength": 600},
         "instruction_type": {"type": "string", "enum": [t.value for t in InstructionType]},
         "clips": {"type": "array", "items": {"type": "integer", "minimum": 0}},
     },
