@@ -91,7 +91,8 @@ class VideoAnnotator:
         self.retrieval_prompt = load_prompt("retrieve_clips")
         self.verify_prompt = load_prompt("verify_frame") if a.verify_frames else None
         self.caption_settings = CaptionSettings(
-            use_answer=a.use_answer, shared=a.caption_mode == "shared", clip_seconds=v.clip_seconds, max_tokens=a.caption_max_tokens
+            use_answer=a.use_answer, shared=a.caption_mode == "shared", clip_seconds=v.clip_seconds, max_tokens=a.caption_max_tokens,
+            max_chars=a.caption_max_chars,
         )
         self.retrieval_settings = RetrievalSettings(clip_seconds=v.clip_seconds)
         self.localize_settings = LocalizeSettings(a.semantic_threshold, a.uniform_threshold, a.uniform_frames)

@@ -20,20 +20,23 @@ ORACLE_MODEL = "oracle:ground-truth-descriptions"
 
 # Length caps are part of the schema so grammar-constrained decoders enforce them: small models
 # otherwise ramble until max_tokens and the JSON is cut off.
-_CAPTION = {
-    "caption": {"type": "string", "minLength": 1, "maxLength": 400},
-    "keywords": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 5},
-}
-SINGLE_SCHEMA = {"type": "object", "properties": _CAPTION, "required": ["caption", "keywords"], "additionalProperties": False}
-_CAPTION_OBJECT = {"type": "object", "properties": _CAPTION, "required": ["caption", "keywords"], "additionalProperties": False}
+def caption_properties(max_chars: int) -> dict:
+    return {
+        "caption": {"type": "string", "minLength": 1, "maxLength": max_chars},
+        "keywords": {"type": "array", "items": {"type": "string", "maxLength": 24}, "maxItems": 3},
+    }
 
 
-def shared_schema(questions: Sequence[QAPair]) -> dict:
+def single_schema(max_chars: int) -> dict:
+    return {"type": "object", "properties": caption_properties(max_chars), "required": ["caption", "keywords"], "additionalProperties": False}
+
+
+def shared_schema(questions: Sequence[QAPair], max_chars: int) -> dict:
     """One required key per question id, in order: grammar-constrained decoders (vLLM, llama.cpp) then
     cannot skip, rename or reorder a question, which weak models otherwise do."""
     return {
         "type": "object",
-        "properties": {q.qa_id: _CAPTION_OBJECT for q in questions},
+        "properties": {q.qa_id: single_schema(max_chars) for q in questions},
         "required": [q.qa_id for q in questions],
         "additionalProperties": False,
     }
@@ -55,7 +58,8 @@ class CaptionSettings:
     use_answer: bool = True
     shared: bool = False
     clip_seconds: float = 5.0
-    max_tokens: int = 256
+    max_tokens: int = 96
+    max_chars: int = 240
     temperature: float = 0.0
     image_detail: str | None = None
 
@@ -109,7 +113,7 @@ async def caption_clip(
 async def _caption_one(model, template, video_id, evidence, question, settings) -> ClipCaption:
     request = ChatRequest(
         messages=_messages(template, evidence, [question], settings),
-        json_schema=SINGLE_SCHEMA,
+        json_schema=single_schema(settings.max_chars),
         schema_name="clip_caption",
         temperature=settings.temperature,
         max_tokens=settings.max_tokens,
@@ -125,7 +129,7 @@ async def _caption_one(model, template, video_id, evidence, question, settings) 
 async def _caption_shared(model, template, video_id, evidence, questions, settings) -> list[ClipCaption]:
     request = ChatRequest(
         messages=_messages(template, evidence, questions, settings),
-        json_schema=shared_schema(questions),
+        json_schema=shared_schema(questions, settings.max_chars),
         schema_name="clip_captions",
         temperature=settings.temperature,
         max_tokens=settings.max_tokens * len(questions),
