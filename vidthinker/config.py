@@ -103,7 +103,9 @@ class AnnotateSettings(Section):
     use_answer: bool = Field(True, description="let the answer guide what stage 1 describes")
     frames_per_clip: int = Field(4, ge=1, le=64, description="frames of a clip shown to the stage-1 MLLM")
     caption_max_chars: int = Field(240, ge=16, le=4000, description="longest stage-1 caption (enforced by the reply schema)")
-    caption_max_tokens: int = Field(96, ge=8, le=4096, description="stage-1 reply budget per question (fits caption_max_chars)")
+    caption_max_tokens: int = Field(
+        168, ge=8, le=4096, description="stage-1 reply budget per question; keep >= caption_max_chars / 2 + 48 so a reply is never cut"
+    )
     semantic_threshold: float = Field(0.90, gt=0, le=1, description="semantic-only near-duplicate cosine")
     uniform_threshold: float = Field(0.97, gt=0, le=1, description="uniform policies: near-identical cosine")
     uniform_frames: int = Field(8, ge=1, le=512, description="frames for motion-only / no-clue questions")

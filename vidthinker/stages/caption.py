@@ -58,7 +58,7 @@ class CaptionSettings:
     use_answer: bool = True
     shared: bool = False
     clip_seconds: float = 5.0
-    max_tokens: int = 96
+    max_tokens: int = 168
     max_chars: int = 240
     temperature: float = 0.0
     image_detail: str | None = None
