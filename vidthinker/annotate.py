@@ -20,6 +20,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 from pydantic import BaseModel, Field
 
@@ -167,7 +168,7 @@ class ShardAnnotator:
         self.models = None
         self._stack: contextlib.AsyncExitStack | None = None
 
-    async def __aenter__(self) -> "ShardAnnotator":
+    async def __aenter__(self) -> Self:
         from vidthinker.backends import open_stage_models
 
         a = self.settings.annotate

@@ -132,7 +132,7 @@ def test_vidthinker_annotate_on_a_two_node_ray_cluster(baseline, stub, synthetic
         cmd += ["--set", assignment]
     cmd += ["annotate", "--manifest", str(synthetic_set), "--out", str(out), "--engine", "ray",
             "--ray-address", address, "--shard-size", "1", "--workers", "2"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 written, 0 already finished (skipped), 0 failed; engine ray with 2 worker(s)" in " ".join(done.stdout.split())
     summary = json.loads((out / "summary.json").read_text())

@@ -7,7 +7,15 @@ import json
 
 import pytest
 
-from vidthinker.schema import ClipRetrieval, ManifestRow, Provenance, QAPair, StageTrace, Usage, VideoITGRecord
+from vidthinker.schema import (
+    ClipRetrieval,
+    ManifestRow,
+    Provenance,
+    QAPair,
+    StageTrace,
+    Usage,
+    VideoITGRecord,
+)
 from vidthinker.shards import (
     ShardSpec,
     finished_shard,

@@ -261,6 +261,7 @@ def run_ray(
     on_video_done: VideoCallback | None = None,
 ) -> tuple[list[ShardResult], int]:
     """Run the shards on Ray; returns their results and the number of actors used."""
+    by_id = {video_id: _absolute_video(row) for video_id, row in by_id.items()}
     started_here = init_ray(address, settings)
     actors: list[Any] = []
     try:
@@ -280,6 +281,13 @@ def run_ray(
             ray.shutdown()
 
 
+def _absolute_video(row: ManifestRow) -> ManifestRow:
+    """Workers do not run in the driver's folder: a relative video path is made absolute here."""
+    if "://" in row.video or os.path.isabs(row.video):
+        return row
+    return row.model_copy(update={"video": os.path.abspath(row.video)})
+
+
 def _close(actors: list[Any]) -> None:
     """Let each actor stop its models (the llama.cpp server is a subprocess), then end it."""
     if not actors:
@@ -287,10 +295,10 @@ def _close(actors: list[Any]) -> None:
     refs = [actor.close.remote() for actor in actors]
     try:
         ray.wait(refs, num_returns=len(refs), timeout=CLOSE_TIMEOUT_S)
-    except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
-        pass
+    except Exception as error:  # noqa: BLE001 - a dead actor has nothing left to close
+        log.debug("closing Ray workers: %s", error)
     for actor in actors:
         try:
             ray.kill(actor, no_restart=True)
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as error:  # noqa: BLE001
+            log.debug("ending a Ray worker: %s", error)
