@@ -26,15 +26,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.servers.openai_stub import StubServer  # noqa: E402
-from tests.test_pipeline import scripted_model  # noqa: E402
-from vidthinker.config import load_settings  # noqa: E402
-from vidthinker.formats import read_manifest  # noqa: E402
-from vidthinker.models.cache import CachedChatModel, RequestCache  # noqa: E402
-from vidthinker.models.embedders import make_embedder  # noqa: E402
-from vidthinker.models.openai_compat import OpenAICompatChat, OpenAIEndpoint  # noqa: E402
-from vidthinker.pipeline import StageModels, VideoAnnotator, annotate_rows  # noqa: E402
-from vidthinker.synth import generate_synthetic_set  # noqa: E402
+from tests.servers.openai_stub import StubProcess, StubServer
+from tests.test_pipeline import scripted_model
+from vidthinker.config import load_settings
+from vidthinker.formats import read_manifest
+from vidthinker.models.cache import CachedChatModel, RequestCache
+from vidthinker.models.embedders import make_embedder
+from vidthinker.models.openai_compat import OpenAICompatChat, OpenAIEndpoint
+from vidthinker.pipeline import StageModels, VideoAnnotator, annotate_rows
+from vidthinker.synth import generate_synthetic_set
 
 
 def run_pipeline(rows, server, embedder, settings, cache_dir, max_in_flight):
@@ -99,7 +99,7 @@ def main() -> None:
     bound = args.capacity / args.latency
     settings = load_settings(None, ["annotate.caption_mode=per_question", f"annotate.frames_per_clip={args.frames_per_clip}",
                                     f"annotate.videos_in_flight={len(rows)}"])
-    with standalone_stub(args.latency, args.capacity) as server:
+    with StubProcess(args.latency, args.capacity) as server:
         run_pipeline(rows[:1], server, embedder, settings, work / f"cache-warm-{time.time_ns()}", 4 * args.capacity)
         before = server.stats()["count"]
         with CountSampler(server) as samples:
@@ -144,42 +144,6 @@ class CountSampler:
 
         (t10, c10), (t90, c90) = first_time(0.1 * total), first_time(0.9 * total)
         return (c90 - c10) / (t90 - t10) if t90 > t10 else float("nan")
-
-
-class standalone_stub:
-    """The stub server as a separate process on a free loopback port."""
-
-    def __init__(self, latency: float, capacity: int):
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.args = ["--port", str(self.port), "--model", "scripted", "--latency", str(latency), "--capacity", str(capacity)]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-
-    def stats(self) -> dict:
-        import httpx
-
-        return httpx.get(f"http://127.0.0.1:{self.port}/_stub/stats").json()
-
-    def __enter__(self):
-        import subprocess
-
-        import httpx
-
-        self.process = subprocess.Popen([sys.executable, str(REPO / "tests/servers/openai_stub.py"), *self.args])
-        for _ in range(200):
-            try:
-                httpx.get(f"{self.base_url}/models", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("stub server did not start")
-
-    def __exit__(self, *exc):
-        self.process.terminate()
-        self.process.wait(10)
 
 
 if __name__ == "__main__":

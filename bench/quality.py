@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from vidthinker.backends import open_stage_models  # noqa: E402
-from vidthinker.config import load_settings  # noqa: E402
-from vidthinker.formats import read_manifest  # noqa: E402
-from vidthinker.pipeline import VideoAnnotator, annotate_rows  # noqa: E402
-from vidthinker.quality import ground_truth_agreement  # noqa: E402
-from vidthinker.synth import generate_synthetic_set  # noqa: E402
+from vidthinker.backends import open_stage_models
+from vidthinker.config import load_settings
+from vidthinker.formats import read_manifest
+from vidthinker.pipeline import VideoAnnotator, annotate_rows
+from vidthinker.quality import ground_truth_agreement
+from vidthinker.synth import generate_synthetic_set
 
 
 async def annotate(rows, settings, cache_dir):

@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from tests.servers.openai_stub import StubProcess
+
 CONFIGS = {
     "local": ("local", None),
     "ray-1": ("ray", 1),
@@ -109,7 +111,7 @@ def main() -> None:
           f"server: latency {args.latency} s, capacity {args.capacity} → bound {bound:.1f} req/s; per worker "
           f"models.max_in_flight={args.max_in_flight}, annotate.videos_in_flight={args.videos_in_flight}")
 
-    with Stub(args.latency, args.capacity) as stub:
+    with StubProcess(args.latency, args.capacity) as stub:
         results = [run_config(name, rows, stub, args, work) for name in names]
 
     first = results[0]
@@ -129,49 +131,6 @@ def main() -> None:
               f"{r['steady'] * per_request / bound:.2f} | {r['peak']}/{args.capacity} | {airflow} |")
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
-
-
-class Stub:
-    """tests/servers/openai_stub.py as a separate process on a free loopback port (as vLLM would be: an
-    in-process server would share the GIL with decoding and understate the pipeline)."""
-
-    def __init__(self, latency: float, capacity: int):
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.args = ["--port", str(self.port), "--model", "scripted", "--latency", str(latency), "--capacity", str(capacity)]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-
-    def stats(self) -> dict:
-        import httpx
-
-        return httpx.get(f"http://127.0.0.1:{self.port}/_stub/stats").json()
-
-    def reset(self) -> None:
-        import httpx
-
-        httpx.post(f"http://127.0.0.1:{self.port}/_stub/reset").raise_for_status()
-
-    def __enter__(self):
-        import subprocess
-
-        import httpx
-
-        self.process = subprocess.Popen([sys.executable, str(REPO / "tests/servers/openai_stub.py"), *self.args])
-        for _ in range(600):
-            try:
-                httpx.get(f"{self.base_url}/models", timeout=1)
-                return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.process.kill()
-        raise RuntimeError("stub server did not start")
-
-    def __exit__(self, *exc):
-        self.process.terminate()
-        self.process.wait(10)
 
 
 if __name__ == "__main__":

@@ -652,6 +652,51 @@ class StubServer:
         return self.state.peak_concurrency
 
 
+class StubProcess:
+    """This stub as a separate process on a free loopback port, for benchmarks: a server in the
+    benchmark's own process would share its GIL with decoding and understate the pipeline (vLLM runs
+    elsewhere too)."""
+
+    def __init__(self, latency: float, capacity: int, model: str = "scripted"):
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.args = ["--port", str(self.port), "--model", model, "--latency", str(latency), "--capacity", str(capacity)]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def stats(self) -> dict[str, Any]:
+        import httpx
+
+        return httpx.get(f"http://127.0.0.1:{self.port}/_stub/stats").json()
+
+    def reset(self) -> None:
+        import httpx
+
+        httpx.post(f"http://127.0.0.1:{self.port}/_stub/reset").raise_for_status()
+
+    def __enter__(self) -> StubProcess:
+        import subprocess
+        import sys
+
+        import httpx
+
+        self.process = subprocess.Popen([sys.executable, __file__, *self.args])
+        for _ in range(600):
+            try:
+                httpx.get(f"{self.base_url}/models", timeout=1)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.process.kill()
+        raise RuntimeError("stub server did not start")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
