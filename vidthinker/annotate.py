@@ -72,7 +72,6 @@ class RunSummary(BaseModel):
         return sum(s.prompt_tokens + s.completion_tokens for s in self.stages.values())
 
 
-_reason = error_reason  # kept for callers of the old name
 
 
 def summarise(run_id: str, records: Sequence[VideoITGRecord], wall_s: float, clock: dict[str, float]) -> RunSummary:

@@ -42,6 +42,7 @@ import typer
 from pydantic import BaseModel, Field
 
 from vidthinker.schema import ManifestRow, SchemaError, VideoITGRecord
+from vidthinker.shards import error_reason as shards_error_reason
 
 QUALITY_VERSION = "1"
 QUALITY_DIR = "quality"
@@ -464,10 +465,7 @@ def token_jaccard(a: set[str], b: set[str]) -> float:
 
 def error_reason(error: str | None) -> str:
     """The error's class, e.g. 'CorruptVideo' or 'ModelReplyError' (as the annotate summary groups them)."""
-    if not error:
-        return "unknown"
-    head = error.split(":", 1)[0].strip()
-    return head if head.replace("_", "").isalnum() and len(head) < 40 else "other"
+    return shards_error_reason(error) if error else "unknown"
 
 
 def _near_duplicate_groups(video_id: str, items: list[tuple[str, str]]) -> tuple[list[DuplicateGroup], int]:
