@@ -92,7 +92,9 @@ def dashboard_url(demo, tmp_path_factory):
             proc.wait()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in this thread while
+# it is open, and every later test that calls asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def browser(dashboard_url):
     from playwright.sync_api import sync_playwright
 
