@@ -92,9 +92,11 @@ class Selector:
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = "auto",
         cache_dir: str | Path | None = None,
+        feature_cache: FeatureCache | None = None,
         **kwargs: Any,
     ) -> Selector:
-        """dtype "auto": bfloat16 weights on CUDA, float32 on the CPU."""
+        """dtype "auto": bfloat16 weights on CUDA, float32 on the CPU. Frame features are cached in
+        `feature_cache` if given, else in a new cache under `cache_dir`, else not at all."""
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if dtype == "auto":
@@ -102,8 +104,9 @@ class Selector:
         elif isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         model = FrameSelector.from_pretrained(path, dtype=dtype)
-        cache = FeatureCache(cache_dir, memory_bytes=1 << 30) if cache_dir else None
-        return cls(model, device=device, feature_cache=cache, **kwargs)
+        if feature_cache is None and cache_dir:
+            feature_cache = FeatureCache(cache_dir, memory_bytes=1 << 30)
+        return cls(model, device=device, feature_cache=feature_cache, **kwargs)
 
     @property
     def config(self):
