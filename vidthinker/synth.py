@@ -34,9 +34,11 @@ Rows depend only on (seed, index, size/time arguments), so a set of N videos is 
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.util
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -1379,24 +1381,21 @@ def generate_synthetic_set(
     out_dir.mkdir(parents=True, exist_ok=True)
     footage_ok = footage_availability()
     lines = []
-    for index in range(videos):
-        row, truth = make_video(
-            out_dir,
-            index,
-            seed,
-            min_seconds=min_seconds,
-            max_seconds=max_seconds,
-            width=width,
-            height=height,
-            fps=fps,
-            footage_ok=footage_ok,
-        )
-        lines.append(row.model_dump_json())
-        if progress is not None:
-            progress(
-                f"{row.video_id}: {truth['duration_s']} s, {len(truth['objects'])} objects, "
-                f"{len(truth['texts'])} words, {len(row.qa)} questions ({index + 1}/{videos})"
-            )
+    kwargs = dict(min_seconds=min_seconds, max_seconds=max_seconds, width=width, height=height, fps=fps, footage_ok=footage_ok)
+    # Each video is rendered and encoded in a fresh spawned process: x264's output bytes were seen to
+    # depend on the state of a long-lived process (a test session that had run other work first), and
+    # a clean process is what `vidthinker synth` gives. It also uses every core.
+    workers = max(1, min(videos, os.cpu_count() or 1))
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(make_video, out_dir, index, seed, **kwargs) for index in range(videos)]
+        for index, future in enumerate(futures):
+            row, truth = future.result()
+            lines.append(row.model_dump_json())
+            if progress is not None:
+                progress(
+                    f"{row.video_id}: {truth['duration_s']} s, {len(truth['objects'])} objects, "
+                    f"{len(truth['texts'])} words, {len(row.qa)} questions ({index + 1}/{videos})"
+                )
     manifest = out_dir / "manifest.jsonl"
     _atomic_write_text(manifest, "\n".join(lines) + "\n")
     return manifest
