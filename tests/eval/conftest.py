@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from eval.benchmarks import load_items
+from tests.tiny_models import tiny_tokenizer
 from eval.frames import FrameStore
 from eval.selectors import BaseSelector
 
@@ -92,25 +93,13 @@ WORDS = ["a", "the", "what", "colour", "red", "blue", "green", "circle", "square
 def tiny_clip_dir(path):
     """A random-init tiny CLIP (image + text towers, word-level tokenizer) saved like a hub model."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
-    for w in WORDS:
-        vocab[w] = len(vocab)
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.normalizer = normalizers.Lowercase()
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 2), ("</s>", 3)]
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
+    tok, vocab_size = tiny_tokenizer(WORDS)
     common = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
     text = dict(
         common,
-        vocab_size=len(vocab),
+        vocab_size=vocab_size,
         max_position_embeddings=32,
         pad_token_id=0,
         bos_token_id=2,

@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 
+from tests.tiny_models import tiny_tokenizer as shared_tiny_tokenizer
 from vidthinker.models import ImageEmbedder, ModelUnavailable
 from vidthinker.models.embedders import (
     EfficientNetLiteEmbedder,
@@ -159,22 +160,7 @@ WORDS = ["a", "photo", "of", "red", "blue", "disc", "cat", "dog", "the", "moving
 
 
 def tiny_tokenizer():
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
-    for w in WORDS:
-        vocab[w] = len(vocab)
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.normalizer = normalizers.Lowercase()
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tk.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", special_tokens=[("<s>", 2), ("</s>", 3)]
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
-    return tok, len(vocab)
+    return shared_tiny_tokenizer(WORDS)
 
 
 def tiny_model(kind: str):
