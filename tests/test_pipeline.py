@@ -173,3 +173,22 @@ def test_one_broken_video_and_one_malformed_reply_become_error_records(synthetic
     assert failed[0].error_stage == "retrieve" and "ModelReplyError" in failed[0].error
     assert failed[0].frame_num == [] and "Sure!" in failed[0].retrieval.trace.raw_output
     assert sum(r.ok for r in good) == len(good) - 1
+
+
+def test_clips_can_go_as_one_video_part(synthetic_set, embedder, tmp_path):
+    import av, base64, io
+
+    rows = read_manifest(synthetic_set)[:1]
+    settings = load_settings(None, ["annotate.caption_mode=shared", "annotate.clip_as_video=true"])
+    with StubServer(models=["scripted"], api_key="sk-pipeline-SECRET", allow_video=True) as server:
+        server.state.responder = scripted_model
+        records, _ = run(make_models(server, embedder, tmp_path / "cache", with_captioner=True), settings, rows)
+        requests = [r["body"] for r in server.requests if r["body"]["response_format"]["json_schema"]["name"] == "clip_captions"]
+    assert all(r.ok for r in records) and requests
+    parts = requests[0]["messages"][1]["content"]
+    assert [p["type"] for p in parts] == ["video_url", "text"]
+    url = parts[0]["video_url"]["url"]
+    assert url.startswith("data:video/mp4;base64,")
+    with av.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as video:
+        decoded = sum(1 for _ in video.decode(video=0))
+    assert decoded == 5  # the clip's five 1-fps frames

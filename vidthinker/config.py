@@ -102,6 +102,9 @@ class AnnotateSettings(Section):
     oracle_captions: bool = Field(False, description="use the manifest's clip_descriptions as stage-1 output")
     use_answer: bool = Field(True, description="let the answer guide what stage 1 describes")
     frames_per_clip: int = Field(4, ge=1, le=64, description="frames of a clip shown to the stage-1 MLLM")
+    clip_as_video: bool = Field(
+        False, description="send each clip as one H.264 video part (vLLM video_url) instead of JPEG frames"
+    )
     caption_max_chars: int = Field(240, ge=16, le=4000, description="longest stage-1 caption (enforced by the reply schema)")
     caption_max_tokens: int = Field(
         168, ge=8, le=4096, description="stage-1 reply budget per question; keep >= caption_max_chars / 2 + 48 so a reply is never cut"

@@ -38,7 +38,7 @@ from vidthinker.schema import (
 from vidthinker.stages.caption import ORACLE_MODEL, CaptionSettings, ClipEvidence, caption_clip, oracle_captions
 from vidthinker.stages.localize import LocalizeSettings, candidate_frames, localize_frames, verify_frames
 from vidthinker.stages.retrieve import RetrievalSettings, retrieve_clips
-from vidthinker.video import VideoError, decode_grid_frames, jpeg_data_url, uniform_indices
+from vidthinker.video import VideoError, decode_grid_frames, jpeg_data_url, mp4_data_url, uniform_indices
 
 
 class ClipDescriber(Protocol):
@@ -206,6 +206,10 @@ class VideoAnnotator:
             stack = np.stack([frames.array(f) for f in picks])
             description = await asyncio.to_thread(self.models.describer.describe, stack)
             return ClipEvidence(clip.clip_id, clip.start_s, clip.end_s, description=description)
+        if self.settings.annotate.clip_as_video:
+            stack = np.stack([frames.array(f) for f in clip.frame_ids])
+            video = await asyncio.to_thread(mp4_data_url, stack, self.settings.video.grid_fps)
+            return ClipEvidence(clip.clip_id, clip.start_s, clip.end_s, video=video)
         urls = await asyncio.to_thread(lambda: tuple(frames.data_url(f) for f in picks))
         return ClipEvidence(clip.clip_id, clip.start_s, clip.end_s, images=urls)
 

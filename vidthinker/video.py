@@ -587,6 +587,28 @@ def jpeg_data_url(frame: np.ndarray, *, max_side: int | None = None, quality: in
     return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
+def mp4_data_url(frames: np.ndarray, fps: float, *, max_side: int | None = None) -> str:
+    """``data:video/mp4;base64,...`` of uint8 (N, H, W, 3) RGB frames as H.264, for models that take a
+    clip as one video part (vLLM's ``video_url``)."""
+    import av
+
+    if len(frames) == 0:
+        raise ValueError("no frames to encode")
+    frames = np.stack([resize_max_side(f, max_side) for f in frames])
+    # yuv420p needs even sizes.
+    h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "h264", rate=max(1, round(fps)))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return "data:video/mp4;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 # --------------------------------------------------------------------------------------------------
 # Decoding (runs in the worker process, or in-process with isolate=False)
 

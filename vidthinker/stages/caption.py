@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vidthinker.models import ChatModel, ChatRequest, ImagePart, Message, ModelError, TextPart
+from vidthinker.models import ChatModel, ChatRequest, ImagePart, Message, ModelError, TextPart, VideoPart
 from vidthinker.prompts import PromptTemplate
 from vidthinker.schema import ClipCaption, QAPair, StageTrace
 from vidthinker.stages.common import trace_from_error, trace_from_reply
@@ -51,6 +51,7 @@ class ClipEvidence:
     end_s: float
     images: tuple[str, ...] = ()
     description: str | None = None
+    video: str | None = None  # the clip as one video (data URL), for models that take video
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,13 @@ def _messages(template: PromptTemplate, evidence: ClipEvidence, questions: Seque
         start_s=evidence.start_s,
         end_s=evidence.end_s,
         clip_seconds=settings.clip_seconds,
-        has_images=bool(evidence.images),
+        has_images=bool(evidence.images or evidence.video),
         description=evidence.description or "",
         questions=list(questions),
         use_answer=settings.use_answer,
     )
+    if evidence.video:
+        return (Message.system(system), Message("user", (VideoPart(url=evidence.video), TextPart(user))))
     if not evidence.images:
         # Plain string content: text-only servers (llama.cpp) reject a list of content parts.
         return (Message.system(system), Message.user(user))
