@@ -185,10 +185,16 @@ def test_clips_can_go_as_one_video_part(synthetic_set, embedder, tmp_path):
         records, _ = run(make_models(server, embedder, tmp_path / "cache", with_captioner=True), settings, rows)
         requests = [r["body"] for r in server.requests if r["body"]["response_format"]["json_schema"]["name"] == "clip_captions"]
     assert all(r.ok for r in records) and requests
-    parts = requests[0]["messages"][1]["content"]
-    assert [p["type"] for p in parts] == ["video_url", "text"]
-    url = parts[0]["video_url"]["url"]
-    assert url.startswith("data:video/mp4;base64,")
-    with av.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as video:
-        decoded = sum(1 for _ in video.decode(video=0))
-    assert decoded == 5  # the clip's five 1-fps frames
+    # One request per clip, in arrival order; each carries the clip's 1-fps frames as one H.264 video.
+    from vidthinker.video import grid_size, probe
+
+    counts = []
+    for body in requests:
+        parts = body["messages"][1]["content"]
+        assert [p["type"] for p in parts] == ["video_url", "text"]
+        url = parts[0]["video_url"]["url"]
+        assert url.startswith("data:video/mp4;base64,")
+        with av.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as video:
+            counts.append(sum(1 for _ in video.decode(video=0)))
+    assert max(counts) == 5 and all(1 <= c <= 5 for c in counts)
+    assert sum(counts) == grid_size(probe(rows[0].video))  # every grid frame, each in exactly one clip
