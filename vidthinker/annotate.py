@@ -85,6 +85,7 @@ def summarise(run_id: str, records: Sequence[VideoITGRecord], wall_s: float, clo
         for stage, trace in traces:
             stats = stages[stage]
             stats.calls += trace.usage.calls
+            stats.cached_or_free += trace.usage.calls == 0
             stats.prompt_tokens += trace.usage.prompt_tokens
             stats.completion_tokens += trace.usage.completion_tokens
             stats.model_latency_s += trace.latency_s
