@@ -54,6 +54,13 @@ def train_command(
             help="Recompute LM activations in backward to save memory.",
         ),
     ] = None,
+    compile_blocks: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile each transformer block (faster GPU steps after a one-off compile).",
+        ),
+    ] = None,
     save_every: Annotated[
         int | None, typer.Option(help="Save a resumable checkpoint every N steps (0: at the end only).")
     ] = None,
@@ -88,6 +95,7 @@ def train_command(
         batch_size=batch_size,
         grad_accum=grad_accum,
         gradient_checkpointing=gradient_checkpointing,
+        compile=compile_blocks,
         save_every_steps=save_every,
         video_root=str(video_root) if video_root else None,
         seed=seed,
@@ -142,13 +150,18 @@ def select_command(
     ] = None,
     device: Annotated[str | None, typer.Option(help="Device (default: CUDA when available).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N videos.")] = None,
+    compile_blocks: Annotated[
+        bool,
+        typer.Option("--compile/--no-compile", help="torch.compile each transformer block (worth it on GPUs for long runs)."),
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Score a manifest's questions with a trained selector and write lmms-eval's frame files."""
     from trainer.inference import Selector, select_manifest
 
     selector = Selector.from_pretrained(
-        checkpoint, device=device, cache_dir=cache_dir, sampling=sampling, batch_size=batch_size
+        checkpoint, device=device, cache_dir=cache_dir, sampling=sampling, batch_size=batch_size,
+        compile=compile_blocks,
     )
     report = select_manifest(
         selector, manifest, out, k=k, num_frames=num_frames, prefetch=prefetch, limit=limit, progress=progress

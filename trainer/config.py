@@ -105,6 +105,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     bf16: bool = True  # autocast on CUDA only; CPU runs fp32
     gradient_checkpointing: bool = False
+    compile: bool = False  # torch.compile each transformer block (fuses the ops between matmuls on GPUs)
     seed: int = 0
     max_frames: int | None = None  # defaults to model.max_frames
     budget_range: tuple[int, int] | None = (4096, DEFAULT_TOKEN_BUDGET)  # None: fixed model.token_budget

@@ -69,6 +69,7 @@ class Selector:
         isolate: bool = True,
         encode_batch_size: int = 32,
         autocast: bool = True,
+        compile: bool = False,
     ) -> None:
         if sampling not in ("grid", "uniform"):
             raise ValueError("sampling must be 'grid' or 'uniform'")
@@ -82,6 +83,8 @@ class Selector:
         self.isolate = isolate
         self.encode_batch_size = encode_batch_size
         self.autocast = autocast and self.device.type == "cuda"
+        if compile:
+            self.model.compile_blocks()
         self._encoder_id: str | None = None
 
     @classmethod

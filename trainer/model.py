@@ -212,6 +212,30 @@ class SiglipEncoder(VisionEncoder):
         self.grid = self.image_size // int(cfg.patch_size)
         self.dim = int(cfg.hidden_size)
         self.select_layer = int(spec.get("select_layer", -1))
+        self._truncate_after_selected_layer()
+
+    def _truncate_after_selected_layer(self) -> None:
+        """Drop the layers after the selected one (and the post-norm that only the last layer feeds).
+
+        LLaVA-style features come from `hidden_states[select_layer]`; running the full tower and asking
+        for every hidden state computes layers whose output is thrown away (1/27 of SigLIP-so400m at -2)
+        and keeps all 28 states of a 512-frame batch alive. Features are identical either way
+        (tests/trainer/test_model.py).
+        """
+        if self.select_layer == -1:
+            return  # the last layer's post-normed output: the tower as built
+        layers = self.tower.encoder.layers
+        depth = len(layers)
+        keep = depth + 1 + self.select_layer if self.select_layer < 0 else self.select_layer
+        if not 0 <= keep <= depth:
+            raise ValueError(f"select_layer {self.select_layer} is outside a {depth}-layer vision tower")
+        self.tower.encoder.layers = nn.ModuleList(list(layers)[:keep])
+        self.tower.post_layernorm = nn.Identity()
+
+    @property
+    def tower(self) -> nn.Module:
+        """The module holding embeddings/encoder/post_layernorm (`vision_model` before transformers 5)."""
+        return getattr(self.model, "vision_model", self.model)
 
     def config_dict(self) -> dict[str, Any]:
         data = self.model.config.to_dict()
@@ -222,12 +246,7 @@ class SiglipEncoder(VisionEncoder):
         }
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.select_layer == -1:
-            hidden = self.model(pixel_values=pixels).last_hidden_state
-        else:
-            hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states[
-                self.select_layer
-            ]
+        hidden = self.model(pixel_values=pixels).last_hidden_state  # truncated at select_layer
         n = hidden.shape[0]
         return hidden.reshape(n, self.grid, self.grid, self.dim)
 
@@ -428,6 +447,27 @@ class FrameSelector(nn.Module):
             self.lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    def transformer_blocks(self) -> list[nn.Module]:
+        """The repeated blocks of the LM and (when it is a transformer) the vision tower."""
+        blocks = list(getattr(self.lm, "layers", []))
+        if isinstance(self.vision, SiglipEncoder):
+            blocks += list(self.vision.tower.encoder.layers)
+        return blocks
+
+    def compile_blocks(self, **compile_kwargs: Any) -> int:
+        """`torch.compile` each transformer block in place; returns how many were compiled.
+
+        Block by block rather than the whole model: one graph per block is reused by every layer, compile
+        time stays seconds instead of minutes, variable sequence lengths (T, instruction) recompile once
+        into a dynamic-shape graph, and activation checkpointing still wraps whole blocks. What it buys
+        on GPUs is fusion of the memory-bound ops between the matmuls (RMSNorm, RoPE, SwiGLU, residual
+        adds) that eager transformers code launches one kernel at a time.
+        """
+        blocks = self.transformer_blocks()
+        for block in blocks:
+            block.compile(**compile_kwargs)
+        return len(blocks)
 
     def encode_instruction(self, text: str) -> torch.Tensor:
         prompt = self.config.instruction_template.format(question=text.strip())

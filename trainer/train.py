@@ -302,6 +302,8 @@ def _train(
     model.train()
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
+    if config.compile:
+        log.info("compiled %d transformer blocks", model.compile_blocks())
     cap = int(config.max_frames or model.config.max_frames)
 
     # ---- data

@@ -189,3 +189,63 @@ def test_hf_tokenizer_is_saved_with_the_checkpoint(tmp_path):
     assert (tmp_path / "ckpt" / "tokenizer" / "tokenizer_config.json").is_file()
     again = FrameSelector.from_pretrained(tmp_path / "ckpt")
     assert again.encode_instruction("what is red ?").tolist() == [5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("select_layer", [-2, 1])
+def test_vision_tower_stops_at_the_selected_layer(tmp_path, select_layer):
+    """Features from the truncated tower equal the full tower's `hidden_states[select_layer]`, and a
+    checkpoint of the truncated selector reloads with the same features."""
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    from trainer.config import tiny_siglip_config
+
+    torch.manual_seed(0)
+    model = FrameSelector(
+        tiny_config("C", vision={"kind": "siglip", "config": tiny_siglip_config(), "select_layer": select_layer})
+    ).eval()
+    cfg = dict(tiny_siglip_config())
+    cfg.pop("model_type", None)
+    full = SiglipVisionModel(SiglipVisionConfig(**cfg, vision_use_head=False)).eval()
+    depth = cfg["num_hidden_layers"]
+    kept = model.vision.tower.encoder.layers
+    assert len(kept) == (depth + 1 + select_layer if select_layer < 0 else select_layer) < depth
+    missing, unexpected = full.load_state_dict(model.vision.model.state_dict(), strict=False)
+    assert not unexpected and missing  # the dropped layers (and post-norm) are all that differ
+    frames = torch.randint(0, 256, (3, 40, 40, 3), dtype=torch.uint8).numpy()
+    with torch.no_grad():
+        pixels = model.vision.preprocess(frames)
+        want = full(pixel_values=pixels, output_hidden_states=True).hidden_states[select_layer]
+        got = model.vision(pixels)
+    grid = model.vision.grid
+    assert torch.allclose(got, want.reshape(3, grid, grid, -1), atol=1e-5)
+    model.save_pretrained(tmp_path / "ckpt")
+    again = FrameSelector.from_pretrained(tmp_path / "ckpt")
+    assert torch.equal(again.encode_frames(frames), model.encode_frames(frames))
+
+
+def test_select_layer_outside_the_tower_is_rejected():
+    from trainer.config import tiny_siglip_config
+
+    with pytest.raises(ValueError, match="select_layer 99 is outside a"):
+        FrameSelector(tiny_config("C", vision={"kind": "siglip", "config": tiny_siglip_config(), "select_layer": 99}))
+
+
+def test_compiled_blocks_give_the_eager_scores_and_gradients():
+    """`compile_blocks` (TrainConfig.compile / --compile) compiles every LM and vision block; scores and
+    gradients match eager ones, across two sequence lengths (the second recompiles dynamically)."""
+    eager, compiled = make("C", seed=5).train(), make("C", seed=5).train()
+    compiled.enable_gradient_checkpointing()
+    n = compiled.compile_blocks()
+    assert n == len(compiled.lm.layers) + len(compiled.vision.tower.encoder.layers)
+    batches = [([feats(6), feats(9, seed=2)], ["what moves?", "a longer question here"]), ([feats(4)], ["red?"])]
+    for features, questions in batches:
+        for model in (eager, compiled):
+            model.zero_grad()
+        outs = []
+        for model in (eager, compiled):
+            ids = [model.encode_instruction(q) for q in questions]
+            out = model(features, ids, budget=64)
+            out.logits.square().sum().backward()
+            outs.append(out.logits.detach())
+        assert torch.allclose(outs[0], outs[1], atol=1e-5)
+        assert torch.allclose(eager.projector[0].weight.grad, compiled.projector[0].weight.grad, atol=1e-5)

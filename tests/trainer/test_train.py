@@ -172,3 +172,19 @@ def test_bad_records_and_videos_are_skipped(tmp_path, shards, cache_dir):
         "failed_videos": 1,
     }
     assert str(broken) in json.loads((tmp_path / "run" / "data_failures.json").read_text())
+
+
+def test_compile_option_compiles_every_block_and_trains(tmp_path, small_shards, cache_dir, monkeypatch):
+    """TrainConfig.compile (`vidthinker train --compile`) compiles the model's blocks before training."""
+    calls = []
+    real = FrameSelector.compile_blocks
+
+    def spy(self, **kwargs):
+        calls.append(real(self, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(FrameSelector, "compile_blocks", spy)
+    result = train(small_shards, tmp_path / "run", config(cache_dir, compile=True, max_steps=2))
+    assert result.completed and result.step == 2
+    assert calls == [len(result.model.transformer_blocks())]
+    assert all(torch.isfinite(torch.tensor(result.losses)))
