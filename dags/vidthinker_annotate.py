@@ -1,6 +1,7 @@
 """VidThinker annotate: new manifest entries → parquet shards of VideoITG records → `vidthinker_shards`.
 
-discover (rows not in the ledger) → plan_shards → run_shard ×N (mapped, pool `vidthinker_models`,
+discover (rows not in the ledger) → plan_shards (fails when out_dir holds shards made with other
+annotation settings: models, prompts, annotate/video settings) → run_shard ×N (mapped, pool `vidthinker_models`,
 retries with exponential backoff; one failing shard leaves its siblings alone) → validate (always) →
 quality + update_ledger → emit_shards (asset event, only when something new is valid) → finish (fails
 the run if any shard failed, after the good ones were recorded and announced).
@@ -58,8 +59,10 @@ def vidthinker_annotate():
     @task
     def plan_shards(discovered: dict, params=None, run_id=None) -> list[dict]:
         from vidthinker.orchestration import tasks
+        from vidthinker.orchestration.endpoint import resolve_endpoint
 
-        return tasks.plan(dict(params), run_id)
+        # fails (StaleShardsError) when out_dir holds shards made with other annotation settings
+        return tasks.plan(dict(params), run_id, resolve_endpoint(CFG.conn_id))
 
     @task(
         pool=CFG.pool,

@@ -62,6 +62,7 @@ class RunSummary(BaseModel):
     skipped_shards: list[str] = Field(default_factory=list, description="already finished, not run again")
     failed_shards: dict[str, str] = Field(default_factory=dict, description="shard id → why it has no file")
     shard_workers: dict[str, str] = Field(default_factory=dict, description="shard id → the worker that wrote it")
+    settings_fingerprint: str = Field("", description="annotation fingerprint of the run's settings (vidthinker.fingerprint)")
 
     @property
     def calls(self) -> int:
@@ -120,6 +121,7 @@ def merge_summaries(
     workers: int = 1,
     failed: dict[str, str] | None = None,
     shard_workers: dict[str, str] | None = None,
+    settings_fingerprint: str = "",
 ) -> RunSummary:
     """One summary over the shards of a run: those annotated now (their summaries) and those skipped."""
     stages: dict[str, StageStats] = defaultdict(StageStats)
@@ -150,7 +152,7 @@ def merge_summaries(
         errors_by_stage=dict(by_stage), errors_by_reason=dict(by_reason), stages=_ordered(stages),
         wall_s=round(wall_s, 3), shards=manifests, engine=engine, workers=workers,
         skipped_shards=[m.shard_id for m in skipped], failed_shards=dict(failed or {}),
-        shard_workers=dict(shard_workers or {}),
+        shard_workers=dict(shard_workers or {}), settings_fingerprint=settings_fingerprint,
     )
 
 
@@ -201,15 +203,20 @@ class ShardAnnotator:
         """Annotate rows into one shard file (atomic; the manifest names exactly these rows' videos)."""
         if self.models is None:
             raise RuntimeError("ShardAnnotator is not open: use `async with`")
+        from vidthinker.fingerprint import annotation_fingerprint
+
         started = time.perf_counter()
+        fingerprint = annotation_fingerprint(self.settings)  # loads the prompts as VideoAnnotator does, just before it
         annotator = VideoAnnotator(self.models, self.settings, run_id=run_id, created_at=dt.datetime.now(dt.UTC))
         records = await annotate_rows(
             annotator, rows, videos_in_flight=self.settings.annotate.videos_in_flight, on_video_done=on_video_done
         )
         manifest = await asyncio.to_thread(
-            write_shard, records, shard_path, shard_id=shard_id, video_ids=[row.video_id for row in rows]
+            write_shard, records, shard_path, shard_id=shard_id, video_ids=[row.video_id for row in rows],
+            settings_fingerprint=fingerprint,
         )
         summary = summarise(run_id, records, time.perf_counter() - started, dict(annotator.clock.seconds))
+        summary.settings_fingerprint = fingerprint
         summary.shards.append(manifest)
         return summary
 
@@ -253,13 +260,17 @@ def run_annotation(
     engine: str | None = None,
     ray_address: str | None = None,
 ) -> RunSummary:
-    """Annotate rows into `out_dir/shards/` (planned with `plan_run`: finished shards there are kept and
-    skipped) on the configured engine (`engine.name`, local by default); summary in `out_dir/summary.json`."""
+    """Annotate rows into `out_dir/shards/` (planned with `plan_run`: finished shards there made with these
+    settings are kept and skipped) on the configured engine (`engine.name`, local by default); summary in
+    `out_dir/summary.json`. Finished shards made with other settings (stale) raise StaleShardsError before
+    anything is written, or with `engine.redo_stale` are annotated again and overwritten."""
     from vidthinker.engine import run_shards
+    from vidthinker.fingerprint import annotation_fingerprint
     from vidthinker.shards import plan_run
 
     out_dir = Path(os.path.abspath(out_dir))
-    specs = plan_run(rows, out_dir, settings.engine.shard_size, prefix=settings.engine.shard_prefix)
+    specs = plan_run(rows, out_dir, settings.engine.shard_size, fingerprint=annotation_fingerprint(settings),
+                     redo_stale=settings.engine.redo_stale, prefix=settings.engine.shard_prefix)
     summary = run_shards(specs, rows, out_dir, settings, engine=engine, ray_address=ray_address,
                          on_shard_done=on_shard_done, on_video_done=on_video_done)
     write_summary(summary, out_dir)

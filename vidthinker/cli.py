@@ -239,6 +239,7 @@ def annotate(
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to run on (--engine ray), e.g. 10.0.0.5:6379. Default: engine.ray_address, else RAY_ADDRESS, else embedded local Ray.")] = None,
     shard_size: Annotated[Optional[int], typer.Option(help="Videos per shard (default: engine.shard_size).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Ray actors (default: the cluster's CPUs / engine.cpus_per_worker).")] = None,
+    redo_stale: Annotated[bool, typer.Option("--redo-stale", help="Annotate again (overwriting them) the finished shards in OUT made with other annotation settings (models, prompts, annotate/video settings); without it such a rerun stops with an error. Setting: engine.redo_stale.")] = False,
 ) -> None:
     """Annotate a manifest with the three VidThinker stages and write record shards.
 
@@ -246,9 +247,11 @@ def annotate(
     names its instruction type, stage 3 picks frames in them. A video or reply that fails becomes
     records with an error; the run goes on. Videos go into shards of --shard-size (OUT/shards/*.parquet,
     each with a manifest); a rerun into the same OUT skips finished shards and redoes interrupted ones,
-    replaying paid model calls from OUT/cache. Exit 0 when every shard is written, 1 when a shard could
-    not be written, 2 for bad input or configuration, 3 when a model endpoint is unreachable or does
-    not serve the model.
+    replaying paid model calls from OUT/cache. Finished shards made with other annotation settings
+    (models, prompt templates, annotate/video settings) stop the run before any work, unless
+    --redo-stale annotates them again. Exit 0 when every shard is written, 1 when a shard could not be
+    written, 2 for bad input, configuration or stale shards, 3 when a model endpoint is unreachable or
+    does not serve the model.
     """
     from vidthinker.annotate import run_annotation
     from vidthinker.formats import read_manifest
@@ -258,7 +261,7 @@ def annotate(
         ctx, models__backend=backend.value if backend else None, models__base_url=base_url, models__caption_model=model,
         annotate__caption_mode=caption_mode.value if caption_mode else None, annotate__oracle_captions=oracle,
         engine__name=engine.value if engine else None, engine__ray_address=ray_address, engine__shard_size=shard_size,
-        engine__workers=workers,
+        engine__workers=workers, engine__redo_stale=True if redo_stale else None,
     )
     try:
         rows = read_manifest(manifest)
@@ -297,7 +300,7 @@ def _run_with_progress(rows, out_dir, settings, run_annotation, unavailable):
             return run_annotation(rows, out_dir, settings, on_video_done=done, on_shard_done=shard_done)
         except unavailable as error:
             raise _fail(str(error), 3) from None
-        except (ValueError, EngineUnavailable) as error:  # repeated video ids; no Ray, or no cluster at --ray-address
+        except (ValueError, EngineUnavailable) as error:  # repeated video ids; stale shards; no Ray, or no cluster at --ray-address
             raise _fail(str(error)) from None
 
 

@@ -134,6 +134,10 @@ class EngineSettings(Section):
     local_num_cpus: int | None = Field(None, ge=1, le=4096, description="CPUs of the embedded local Ray (default: all)")
     max_shard_attempts: int = Field(3, ge=1, le=20, description="tries per shard when a Ray worker dies")
     log_to_driver: bool = Field(False, description="stream Ray workers' stdout/stderr to the driver")
+    redo_stale: bool = Field(
+        False, description="annotate again (overwrite) finished shards made with other annotation settings; "
+        "otherwise a run into a folder holding such shards stops with an error"
+    )
 
 
 class Settings(BaseSettings):

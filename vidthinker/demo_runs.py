@@ -247,7 +247,10 @@ def make_demo_runs(root: str | Path, *, runs: int = 3, videos: int = 4, seed: in
                     ) for qa in row.qa]
                     continue
                 records += [_record(row, qa, lengths[row.video_id], rng, style, provenance) for qa in row.qa]
-            write_shard(records, run_dir / "shards" / f"shard-{s // per_shard:05d}.parquet")
+            # not made by the pipeline from Settings: a marker, never equal to a real annotation fingerprint
+            # (so `vidthinker annotate` into a demo run folder reports these shards as stale, not finished)
+            write_shard(records, run_dir / "shards" / f"shard-{s // per_shard:05d}.parquet",
+                        settings_fingerprint=f"demo-{_hash(CAPTION_MODEL + RETRIEVAL_MODEL + style.retrieval_prompt)[:11]}")
             all_records += records
         clock = {"probe": 0.4, "decode": 3.1, "caption": 41.0, "retrieve": 9.5, "localize": 2.2}
         summary = summarise(run_id, all_records, wall_s=60.0 + 5 * r, clock=clock)

@@ -19,6 +19,13 @@ the same folder and renamed, so a reader never sees half a shard. A shard is *fi
 and manifest both exist, the manifest names exactly the spec's videos and the parquet holds as many rows
 as the manifest counts (`finished_shard`). A crash before the manifest's rename leaves the shard
 unfinished: it is redone, and the request cache replays the model calls it had already paid for.
+
+Settings: the manifest also stores the *annotation fingerprint* of the settings the shard was made with
+(`vidthinker.fingerprint.annotation_fingerprint`: models, prompt templates, `annotate` and `video`
+settings, pipeline version; not endpoints, keys or engine settings). Shard ids name only videos, so a
+finished shard made with another fingerprint, or with none (written before fingerprints), is *stale*:
+`plan_run` raises `StaleShardsError` rather than keep it, and with `redo_stale` (`engine.redo_stale`,
+`vidthinker annotate --redo-stale`) plans it again under the same id, so it is overwritten atomically.
 """
 
 from __future__ import annotations
@@ -67,6 +74,9 @@ class ShardManifest(BaseModel):
     content_hash: str = Field(description="records_hash of the shard's records")
     shard_id: str = ""
     video_ids: list[str] = Field(default_factory=list, description="the videos the shard holds, sorted")
+    settings_fingerprint: str = Field(
+        "", description="annotation fingerprint of the settings the shard was made with ('' = unknown, written before fingerprints)"
+    )
 
 
 def error_reason(error: str) -> str:
@@ -108,11 +118,14 @@ def write_shard(
     *,
     shard_id: str | None = None,
     video_ids: Iterable[str] | None = None,
+    settings_fingerprint: str = "",
 ) -> ShardManifest:
     """Write records to `path` and its manifest beside it, each atomically (parquet first).
 
     `video_ids` are the videos the shard is for (default: those of the records); `shard_id` defaults
-    to the file's stem.
+    to the file's stem; `settings_fingerprint` is the annotation fingerprint of the settings the records
+    were made with (`vidthinker.fingerprint.annotation_fingerprint`; '' = unknown, such a shard is stale
+    for every run that plans with a fingerprint).
     """
     path = Path(path)
     failed = [r for r in records if not r.ok]
@@ -127,6 +140,7 @@ def write_shard(
         videos=len({r.video_id for r in records}),
         content_hash=records_hash(records),
         video_ids=sorted(set(video_ids) if video_ids is not None else {r.video_id for r in records}),
+        settings_fingerprint=settings_fingerprint,
     )
     table = to_table(records, VideoITGRecord)
     _atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
@@ -195,15 +209,63 @@ def plan_shards(rows: Sequence[ManifestRow], shard_size: int, *, prefix: str = "
     ]
 
 
-def finished_shard(out_dir: str | Path, spec: ShardSpec) -> ShardManifest | None:
+class StaleShardsError(ValueError):
+    """A run folder holds finished shards made with other annotation settings than the run's (stale).
+
+    Kept as they are they would mix old and new settings in one dataset; they are neither skipped nor
+    overwritten silently. `stale` are their manifests, `fingerprint` the run's fingerprint.
+    """
+
+    def __init__(self, out_dir: str | Path, stale: Sequence[ShardManifest], fingerprint: str, *,
+                 remedy: str | None = None):
+        self.out_dir = Path(out_dir)
+        self.stale = list(stale)
+        self.fingerprint = fingerprint
+        example = shards_dir(out_dir) / self.stale[0].shard
+        there = Counter(m.settings_fingerprint for m in self.stale)
+        shown = [f"{describe_fingerprint(fp)}{f' ({n} shards)' if len(there) > 1 else ''}" for fp, n in there.most_common(3)]
+        more = f" and {len(there) - 3} more" if len(there) > 3 else ""
+        super().__init__(
+            f"run folder {self.out_dir} holds {len(self.stale)} finished shard(s) made with other annotation settings "
+            f"than this run's (stale), e.g. {example}\n"
+            f"  settings fingerprint there: {', '.join(shown)}{more}\n"
+            f"  settings fingerprint now:   {fingerprint}\n"
+            "The fingerprint covers the models, the prompt templates, the `annotate` and `video` settings and the "
+            "pipeline version (not endpoints, API keys, timeouts or engine settings). Kept as they are, these shards "
+            "would mix old and new settings in one dataset.\n"
+            + (remedy or REDO_STALE_REMEDY)
+        )
+
+
+REDO_STALE_REMEDY = (
+    "To go on: annotate into a new --out folder, or pass --redo-stale (setting engine.redo_stale=true) to "
+    "annotate the stale shards again with the new settings (each is overwritten in place)."
+)
+UNKNOWN_FINGERPRINT = "unknown (written before fingerprints)"
+
+
+def describe_fingerprint(fingerprint: str) -> str:
+    return fingerprint or UNKNOWN_FINGERPRINT
+
+
+def is_stale(manifest: ShardManifest, fingerprint: str) -> bool:
+    """Whether a finished shard was made with other settings than `fingerprint` (or with unknown ones)."""
+    return not manifest.settings_fingerprint or manifest.settings_fingerprint != fingerprint
+
+
+def finished_shard(out_dir: str | Path, spec: ShardSpec, *, fingerprint: str | None) -> ShardManifest | None:
     """The manifest of `spec`'s shard in run folder `out_dir` when it is finished, else None.
 
     Finished: parquet and manifest exist, the manifest names exactly the spec's videos, and the parquet's
-    row count equals the manifest's record count (read from the parquet footer, not the data).
+    row count equals the manifest's record count (read from the parquet footer, not the data); and, when
+    `fingerprint` is given, the manifest's settings fingerprint equals it (a stale shard is not finished
+    for this run; `fingerprint=None` says explicitly: made with any settings).
     """
     path = shard_file(out_dir, spec.shard_id)
     manifest = read_shard_manifest(path)
     if manifest is None or set(manifest.video_ids) != set(spec.video_ids):
+        return None
+    if fingerprint is not None and is_stale(manifest, fingerprint):
         return None
     try:
         if pq.read_metadata(path).num_rows != manifest.records:
@@ -213,8 +275,9 @@ def finished_shard(out_dir: str | Path, spec: ShardSpec) -> ShardManifest | None
     return manifest
 
 
-def finished_shards(out_dir: str | Path) -> list[ShardManifest]:
-    """Every finished shard in run folder `out_dir` (manifest and parquet agree), by shard id."""
+def finished_shards(out_dir: str | Path, *, fingerprint: str | None) -> list[ShardManifest]:
+    """Every finished shard in run folder `out_dir` (manifest and parquet agree), by shard id; with a
+    `fingerprint`, only those made with it (`None`: made with any settings, stale ones included)."""
     found = []
     folder = shards_dir(out_dir)
     if not folder.is_dir():
@@ -224,28 +287,57 @@ def finished_shards(out_dir: str | Path) -> list[ShardManifest]:
         if manifest is None or not manifest.shard_id or not manifest.video_ids:
             continue
         spec = ShardSpec(shard_id=manifest.shard_id, video_ids=manifest.video_ids)
-        if finished_shard(out_dir, spec) is not None:
+        if finished_shard(out_dir, spec, fingerprint=fingerprint) is not None:
             found.append(manifest)
     return found
 
 
-def plan_run(rows: Sequence[ManifestRow], out_dir: str | Path, shard_size: int, *, prefix: str = "shard") -> list[ShardSpec]:
-    """The shards for annotating `rows` into run folder `out_dir`, resuming what is there.
+def plan_run(
+    rows: Sequence[ManifestRow],
+    out_dir: str | Path,
+    shard_size: int,
+    *,
+    fingerprint: str,
+    redo_stale: bool = False,
+    prefix: str = "shard",
+) -> list[ShardSpec]:
+    """The shards for annotating `rows` into run folder `out_dir` with settings of `fingerprint`, resuming
+    what is there.
 
     First every finished shard in `out_dir` that holds at least one of the rows' videos, as it is (the
     engines skip it); then `plan_shards` over the videos no finished shard holds. So a rerun after a
     crash redoes only unfinished shards, and an incremental run over a grown manifest adds new shards
     for the new videos only, never rewriting or duplicating finished ones. Finished shards of videos
     no longer in `rows` are left alone and not part of the plan.
+
+    A finished shard of the rows' videos made with another settings fingerprint (or none) is stale:
+    `StaleShardsError` (nothing planned, nothing written), or with `redo_stale` it is planned again as it
+    is (same id and videos; the engine overwrites it). A stale shard to redo must hold only videos of
+    `rows` (its other videos could not be annotated again): otherwise StaleShardsError too.
     """
     _check_unique(rows)
     wanted = {row.video_id for row in rows}
     done: list[ShardSpec] = []
+    stale: list[ShardManifest] = []
     covered: set[str] = set()
-    for manifest in finished_shards(out_dir):
+    found = finished_shards(out_dir, fingerprint=None)
+    fresh = [m for m in found if not is_stale(m, fingerprint)]
+    old = [m for m in found if is_stale(m, fingerprint)]
+    for manifest in fresh + old:  # a shard made with these settings wins over an overlapping stale one
         ids = set(manifest.video_ids)
         if ids & wanted and not ids & covered:
             done.append(ShardSpec(shard_id=manifest.shard_id, video_ids=manifest.video_ids))
             covered |= ids
+            if is_stale(manifest, fingerprint):
+                stale.append(manifest)
+    if stale and not redo_stale:
+        raise StaleShardsError(out_dir, stale, fingerprint)
+    partial = [m for m in stale if not set(m.video_ids) <= wanted]
+    if partial:
+        outside = sorted(set(partial[0].video_ids) - wanted)
+        raise StaleShardsError(out_dir, partial, fingerprint, remedy=(
+            f"--redo-stale cannot annotate them again: they also hold videos not in this run's manifest "
+            f"(e.g. {partial[0].shard} holds {outside[:3]}). Run with the manifest that has those videos, "
+            "or annotate into a new --out folder."))
     todo = [row for row in rows if row.video_id not in covered]
     return done + plan_shards(todo, shard_size, prefix=prefix)

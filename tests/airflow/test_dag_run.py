@@ -134,3 +134,21 @@ def test_a_failing_shard_spares_its_siblings_and_is_redone_next_run(airflow_db, 
     assert len(json.loads((out / "ledger.json").read_text())["videos"]) == 2
     assert len(list((out / "shards").glob("*.parquet"))) == 2
     assert len(asset_events()) == before + 2
+
+
+def test_changed_annotation_settings_fail_the_planning_task(airflow_db, conf, stub, monkeypatch, capfd):
+    out = Path(conf["out_dir"])
+    run = run_dag(conf)
+    assert run.state == "success", task_states(run)
+    shards = {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
+    calls = stub.count
+    capfd.readouterr()
+    monkeypatch.setenv("VIDTHINKER_VIDEO__JPEG_QUALITY", "70")  # what the models see changes
+    again = run_dag(conf)
+    states = task_states(again)
+    assert again.state == "failed" and states[("plan_shards", -1)] == "failed", states
+    assert states.get(("run_shard", -1)) != "success" and stub.count == calls
+    assert {p: p.stat().st_mtime_ns for p in (out / "shards").iterdir()} == shards
+    logs = " ".join("".join(capfd.readouterr()).split())
+    assert "StaleShardsError" in logs and "holds 2 finished shard(s) made with other annotation settings" in logs
+    assert "point the DAG at a new out_dir" in logs

@@ -95,3 +95,54 @@ def test_run_key_and_params():
         run_params({"manifest": "", "out_dir": "/tmp/x"})
     p = run_params({"manifest": "m.jsonl", "out_dir": "out", "ray_address": "none", "oracle": None})
     assert p.manifest.is_absolute() and p.ray_address is None and p.engine == "ray"
+
+
+def test_plan_fails_when_out_dir_holds_shards_made_with_other_settings(tmp_path):
+    """The DAG adds to one dataset: its planning task stops on a stale shard instead of counting it as done."""
+    from tests.engine.test_shards import record, row
+    from vidthinker.fingerprint import annotation_fingerprint
+    from vidthinker.formats import write_manifest
+    from vidthinker.orchestration import tasks
+    from vidthinker.orchestration.endpoint import Endpoint
+    from vidthinker.shards import StaleShardsError, plan_shards, shard_file, write_shard
+
+    rows = [row("a"), row("b")]
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(rows, manifest)
+    out = tmp_path / "out"
+    params = {"manifest": str(manifest), "out_dir": str(out), "engine": "local", "shard_size": 1, "oracle": True}
+    current = annotation_fingerprint(tasks.settings_for_run(tasks.run_params(params)))
+    done = plan_shards(rows[:1], 1)[0]  # e.g. written by `vidthinker annotate` with other settings
+
+    def write(spec, fingerprint):
+        write_shard([record(v) for v in spec.video_ids], shard_file(out, spec.shard_id), shard_id=spec.shard_id,
+                    video_ids=spec.video_ids, settings_fingerprint=fingerprint)
+
+    write(done, "0" * 16)
+    run_id = "manual__2026-01-01T00:00:00+00:00"
+    assert tasks.discover(params, run_id)["pending"] == 1  # recovered into the ledger; b pending
+    directory = tasks.run_dir(out, tasks.run_key(run_id))
+    with pytest.raises(StaleShardsError) as caught:
+        tasks.plan(params, run_id)
+    message = str(caught.value)
+    assert "holds 1 finished shard(s) made with other annotation settings" in message
+    assert f"there: {'0' * 16}" in message and f"now:   {current}" in message
+    assert "point the DAG at a new out_dir" in message and "--redo-stale" in message
+    assert not (directory / "plan.json").exists()
+
+    write(done, current)  # brought up to date: planning goes on
+    (planned,) = tasks.plan(params, run_id)
+    # the connection's models are part of the run's settings: another caption model makes the shard stale
+    endpoint = Endpoint(overrides={"backend": "openai", "base_url": "http://vllm:8000/v1", "caption_model": "other"})
+    with pytest.raises(StaleShardsError):
+        tasks.plan(params, run_id, endpoint)
+
+    # a planned shard finished with these settings is skipped; one made with others is not (and not redone)
+    spec = next(s for s in tasks._read_plan(directory) if s.shard_id == planned["shard_id"])
+    write(spec, current)
+    assert tasks.run_shard(planned, params, run_id)["skipped"] is True
+    write(spec, "1" * 16)
+    before = shard_file(out, spec.shard_id).stat().st_mtime_ns
+    with pytest.raises(StaleShardsError):
+        tasks.run_shard(planned, params, run_id)
+    assert shard_file(out, spec.shard_id).stat().st_mtime_ns == before

@@ -10,13 +10,23 @@ import sys
 import time
 
 import pytest
+from typer.testing import CliRunner
 
 import vidthinker.backends
 from tests.engine.conftest import cached_replies, cli_sets, dataset_hash, read_dataset, settings_for
 from tests.servers.openai_stub import StubServer
 from tests.test_pipeline import scripted_model
 from vidthinker.annotate import run_annotation
-from vidthinker.shards import finished_shard, plan_shards, shard_file, shards_dir
+from vidthinker.cli import app
+from vidthinker.fingerprint import annotation_fingerprint
+from vidthinker.shards import (
+    StaleShardsError,
+    finished_shard,
+    finished_shards,
+    plan_shards,
+    shard_file,
+    shards_dir,
+)
 
 
 def counting_opens(monkeypatch) -> list:
@@ -49,6 +59,78 @@ def test_rerun_skips_finished_shards_and_calls_no_model(baseline, stub, tmp_path
     assert {p.name: p.stat().st_mtime_ns for p in shards_dir(out).iterdir()} == stamps  # nothing rewritten
     assert dataset_hash(out) == baseline.hash
     assert json.loads((out / "summary.json").read_text())["skipped_shards"] == summary.skipped_shards
+
+
+def files_of(folder) -> dict:
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_rerun_with_other_settings_stops_before_any_work_and_redo_stale_rewrites(baseline, stub, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    settings = settings_for(stub.base_url)
+    old = annotation_fingerprint(settings)
+    first = run_annotation(baseline.rows, out, settings)
+    assert first.settings_fingerprint == old and {m.settings_fingerprint for m in first.shards} == {old}
+    assert json.loads((out / "summary.json").read_text())["settings_fingerprint"] == old
+
+    # the same models at another endpoint, other timeouts, concurrency and shard size: still finished
+    opened = counting_opens(monkeypatch)
+    elsewhere = settings_for("http://127.0.0.1:9/v1", "models.max_in_flight=3", "models.timeout_s=30",
+                             "engine.shard_size=5", "annotate.videos_in_flight=1")
+    assert annotation_fingerprint(elsewhere) == old
+    assert len(run_annotation(baseline.rows, out, elsewhere).skipped_shards) == 3 and not opened
+
+    # a content setting changed: the run stops before any model call or write, naming the folder
+    changed = settings_for(stub.base_url, "annotate.uniform_frames=6")
+    new = annotation_fingerprint(changed)
+    assert new != old
+    before, calls = files_of(out), stub.count
+    with pytest.raises(StaleShardsError) as caught:
+        run_annotation(baseline.rows, out, changed)
+    message = str(caught.value)
+    assert f"run folder {out} holds 3 finished shard(s) made with other annotation settings" in message
+    assert f"there: {old}" in message and f"now:   {new}" in message and "--redo-stale" in message
+    assert files_of(out) == before and stub.count == calls and not opened
+    # the engine refuses them too when handed the shards directly
+    from vidthinker.engine import run_shards
+
+    with pytest.raises(StaleShardsError):
+        run_shards(plan_shards(baseline.rows, 1), baseline.rows, out, changed)
+    assert files_of(out) == before and not opened
+
+    # opt-in: the same shards (same ids) are annotated again and carry the new fingerprint
+    redo = run_annotation(baseline.rows, out, settings_for(stub.base_url, "annotate.uniform_frames=6",
+                                                            "engine.redo_stale=true"))
+    assert not redo.skipped_shards and not redo.failed_shards and redo.settings_fingerprint == new
+    assert sorted(m.shard_id for m in redo.shards) == sorted(m.shard_id for m in first.shards)
+    assert len(list(shards_dir(out).glob("*.parquet"))) == 3
+    assert {m.settings_fingerprint for m in finished_shards(out, fingerprint=None)} == {new}
+    assert all(files_of(out)[p] != before[p] for p in before if p.parent == shards_dir(out))  # every shard rewritten
+    assert [r.id for r in read_dataset(out)] == baseline.ids
+    # and a rerun with the new settings finds them finished
+    assert len(run_annotation(baseline.rows, out, changed).skipped_shards) == 3
+
+
+def test_cli_annotate_names_stale_shards_and_redoes_them_with_redo_stale(baseline, stub, synthetic_set, tmp_path):
+    out = tmp_path / "run"
+    base = [arg for assignment in cli_sets(stub.base_url) for arg in ("--set", assignment)]
+    annotate = ["annotate", "--manifest", str(synthetic_set), "--out", str(out), "--engine", "local"]
+    runner = CliRunner()
+    done = runner.invoke(app, [*base, *annotate])
+    assert done.exit_code == 0, done.output
+    before = files_of(out)
+    changed = [*base, "--set", "video.jpeg_quality=70"]
+    stopped = runner.invoke(app, [*changed, *annotate])
+    text = " ".join(stopped.output.split())
+    assert stopped.exit_code == 2, stopped.output
+    assert "holds 3 finished shard(s) made with other annotation settings than this run's (stale)" in text
+    assert "new --out folder, or pass --redo-stale" in text
+    assert files_of(out) == before
+    redone = runner.invoke(app, [*changed, *annotate, "--redo-stale"])
+    assert redone.exit_code == 0, redone.output
+    assert "3 written, 0 already finished (skipped), 0 failed" in " ".join(redone.output.split())
+    again = runner.invoke(app, [*changed, *annotate])
+    assert again.exit_code == 0 and "0 written, 3 already finished" in " ".join(again.output.split())
 
 
 def test_incremental_run_adds_new_shards_only(baseline, stub, tmp_path):
@@ -93,8 +175,9 @@ def test_annotate_killed_mid_shard_then_rerun_loses_nothing_and_pays_no_call_twi
                 proc.kill()
                 proc.wait(30)
         paid_before_kill = cached_replies(out / "cache")
-        assert finished_shard(out, specs[0]) is not None
-        assert finished_shard(out, specs[1]) is None and finished_shard(out, specs[2]) is None
+        fingerprint = annotation_fingerprint(settings_for(slow.base_url))
+        assert finished_shard(out, specs[0], fingerprint=fingerprint) is not None  # the CLI wrote this fingerprint
+        assert finished_shard(out, specs[1], fingerprint=None) is None and finished_shard(out, specs[2], fingerprint=None) is None
         assert paid_before_kill < baseline.calls
 
         before = slow.count
@@ -108,5 +191,5 @@ def test_annotate_killed_mid_shard_then_rerun_loses_nothing_and_pays_no_call_twi
     assert summary.calls == rerun_calls
     replayed = [r for r in records if r.video_id == specs[1].video_ids[0] and r.retrieval.trace.usage.calls == 0]
     assert len(replayed) >= 2
-    assert all(finished_shard(out, spec) is not None for spec in specs)
+    assert all(finished_shard(out, spec, fingerprint=fingerprint) is not None for spec in specs)
     assert shard_file(out, specs[1].shard_id).exists()

@@ -23,6 +23,7 @@ from tests.engine.conftest import cli_sets, dataset_hash, read_dataset, settings
 from tests.servers.openai_stub import StubServer
 from tests.test_pipeline import scripted_model
 from vidthinker.annotate import run_annotation
+from vidthinker.fingerprint import annotation_fingerprint
 from vidthinker.shards import finished_shard, plan_shards
 
 ray = pytest.importorskip("ray")
@@ -138,7 +139,8 @@ def test_vidthinker_annotate_on_a_two_node_ray_cluster(baseline, stub, synthetic
     summary = json.loads((out / "summary.json").read_text())
     nodes = {label.rsplit(" pid", 1)[0] for label in summary["shard_workers"].values()}
     assert len(nodes) == 2, summary["shard_workers"]  # one actor per node: both nodes wrote shards
-    assert all(finished_shard(out, spec) for spec in plan_shards(baseline.rows, 1))
+    assert all(finished_shard(out, spec, fingerprint=annotation_fingerprint(settings_for(stub.base_url)))
+               for spec in plan_shards(baseline.rows, 1))
     assert [r.id for r in read_dataset(out)] == baseline.ids
     assert dataset_hash(out) == baseline.hash
 

@@ -6,7 +6,10 @@ the same files; they differ only in where and how many at once::
     run_shards(specs, rows, out_dir, settings, engine="local" | "ray", ray_address=None,
                on_shard_done=None, on_video_done=None) -> RunSummary
 
-* Finished shards (`vidthinker.shards.finished_shard`) are skipped and reported, never rewritten.
+* Finished shards (`vidthinker.shards.finished_shard`) made with the run's settings (same annotation
+  fingerprint, `vidthinker.fingerprint`) are skipped and reported, never rewritten. A finished shard made
+  with other settings (stale) stops the run with `StaleShardsError` before any shard is annotated, unless
+  `engine.redo_stale` is set: then it is annotated again and overwritten.
 * `local`: one `ShardAnnotator` for the whole run (models opened once), shards one after another.
 * `ray`: `engine.workers` actors (`ShardWorker`, `engine.cpus_per_worker` CPUs each), each opening the
   stage models once; the driver hands each idle actor the next shard and streams per-video progress back.
@@ -33,7 +36,7 @@ from pydantic import BaseModel
 from vidthinker.annotate import RunSummary, VideoCallback, merge_summaries
 from vidthinker.config import Settings
 from vidthinker.schema import ManifestRow
-from vidthinker.shards import ShardManifest, ShardSpec, finished_shard
+from vidthinker.shards import ShardManifest, ShardSpec, StaleShardsError, finished_shard, is_stale
 
 __all__ = ["Engine", "EngineUnavailable", "ShardResult", "run_shards"]
 
@@ -95,7 +98,11 @@ def run_shards(
 
     `engine` defaults to `settings.engine.name`. Raises ModelUnavailable (before any shard is written)
     when a model endpoint cannot be used; a shard that fails otherwise is reported in `failed_shards`.
+    Raises StaleShardsError (before any shard is written) when a spec's shard is finished but was made
+    with other settings, unless `settings.engine.redo_stale`.
     """
+    from vidthinker.fingerprint import annotation_fingerprint
+
     engine = engine or settings.engine.name
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r} (local | ray)")
@@ -103,16 +110,24 @@ def run_shards(
     by_id = rows_for(specs, rows)
     run_id = run_id or uuid.uuid4().hex[:12]
     started = time.perf_counter()
+    fingerprint = annotation_fingerprint(settings)
     todo: list[ShardSpec] = []
     skipped: list[ShardManifest] = []
+    stale: list[ShardManifest] = []
     for spec in specs:
-        manifest = finished_shard(out_dir, spec)
-        if manifest is None:
+        manifest = finished_shard(out_dir, spec, fingerprint=None)
+        if manifest is None or is_stale(manifest, fingerprint):
             todo.append(spec)
+            if manifest is not None:
+                stale.append(manifest)
             continue
         skipped.append(manifest)
-        if on_shard_done is not None:
-            on_shard_done(ShardResult(shard_id=spec.shard_id, status="skipped", videos=len(spec.video_ids), manifest=manifest))
+    if stale and not settings.engine.redo_stale:
+        raise StaleShardsError(out_dir, stale, fingerprint)
+    if on_shard_done is not None:
+        for manifest in skipped:
+            on_shard_done(ShardResult(shard_id=manifest.shard_id, status="skipped", videos=len(manifest.video_ids),
+                                      manifest=manifest))
     results: list[ShardResult] = []
     workers = 0
     if todo:
@@ -136,5 +151,5 @@ def run_shards(
         run_id, [r.summary for r in written if r.summary is not None], skipped, time.perf_counter() - started,
         engine=engine, workers=workers,
         failed={r.shard_id: r.error or "failed" for r in results if r.status == "failed"},
-        shard_workers={r.shard_id: r.worker or "" for r in written},
+        shard_workers={r.shard_id: r.worker or "" for r in written}, settings_fingerprint=fingerprint,
     )

@@ -169,7 +169,7 @@ def reconcile(out_dir: Path, rows) -> list[str]:
     known = load_ledger(out_dir)
     by_id = {r.video_id: r for r in rows}
     recovered = []
-    for manifest in finished_shards(out_dir):
+    for manifest in finished_shards(out_dir, fingerprint=None):  # any settings: `plan` checks them
         if manifest.shard_id in known.shards:
             continue
         spec = ShardSpec(shard_id=manifest.shard_id, video_ids=manifest.video_ids)
@@ -192,13 +192,17 @@ def reconcile(out_dir: Path, rows) -> list[str]:
 # --------------------------------------------------------------------------- plan
 
 
-def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
-    """Pending rows → shard specs in `<run>/plan.json` (deterministic, and sticky per run)."""
+def plan(params: dict[str, Any], run_id: str, endpoint=None) -> list[dict[str, Any]]:
+    """Pending rows → shard specs in `<run>/plan.json` (deterministic, and sticky per run).
+
+    Fails first with `StaleShardsError` when `out_dir` holds finished shards made with other annotation
+    settings than this run's (settings in force + the connection's models; `check_settings`)."""
     from vidthinker.orchestration.runner import plan_shards
 
     p = run_params(params)
     key = run_key(run_id)
     directory = run_dir(p.out_dir, key)
+    check_settings(p, endpoint)
     path = directory / "plan.json"
     if path.is_file():
         specs = _read_plan(directory)
@@ -210,11 +214,36 @@ def plan(params: dict[str, Any], run_id: str) -> list[dict[str, Any]]:
     return [{"shard_id": s.shard_id, "videos": len(s.video_ids)} for s in specs]
 
 
+AIRFLOW_STALE_REMEDY = (
+    "The DAG appends to one dataset and does not annotate again the videos its ledger holds, so "
+    "engine.redo_stale does not apply to it. To go on: point the DAG at a new out_dir for the new settings, or "
+    "annotate the stale shards again in place with the same settings: "
+    "`vidthinker annotate --manifest <manifest> --out <out_dir> --redo-stale`."
+)
+
+
+def check_settings(p: RunParams, endpoint=None) -> str:
+    """The run's annotation fingerprint, after checking that every finished shard in `out_dir` was made
+    with it: the DAG adds to one dataset, so a shard made with other settings (or before fingerprints)
+    raises `StaleShardsError` rather than being counted as done by the ledger."""
+    from vidthinker.fingerprint import annotation_fingerprint
+    from vidthinker.orchestration.endpoint import Endpoint
+    from vidthinker.shards import StaleShardsError, finished_shards, is_stale
+
+    settings = settings_for_run(p, (endpoint or Endpoint()).overrides)
+    current = annotation_fingerprint(settings)
+    stale = [m for m in finished_shards(p.out_dir, fingerprint=None) if is_stale(m, current)]
+    if stale:
+        raise StaleShardsError(p.out_dir, stale, current, remedy=AIRFLOW_STALE_REMEDY)
+    return current
+
+
 # --------------------------------------------------------------------------- run one shard
 
 
 def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoint=None) -> dict[str, Any]:
     """Annotate one planned shard on the engine (skipped when a finished shard is already there)."""
+    from vidthinker.fingerprint import annotation_fingerprint
     from vidthinker.orchestration.endpoint import Endpoint
     from vidthinker.orchestration.runner import finished_shard, run_one_shard, shard_file
 
@@ -225,7 +254,10 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
     if spec is None:
         raise KeyError(f"shard {shard['shard_id']!r} is not in the plan of run {key}")
     result_path = directory / "results" / f"{spec.shard_id}.json"
-    existing = finished_shard(p.out_dir, spec)
+    endpoint = endpoint or Endpoint()
+    settings = settings_for_run(p, endpoint.overrides)
+    # skipped only when made with these settings; a stale one makes run_shards raise StaleShardsError
+    existing = finished_shard(p.out_dir, spec, fingerprint=annotation_fingerprint(settings))
     if existing is not None:
         log.info("shard %s already finished (%d records): nothing to do", spec.shard_id, existing.records)
         result = {"shard_id": spec.shard_id, "skipped": True, "records": existing.records, "ok": existing.ok,
@@ -233,8 +265,6 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
         if result_path.is_file():  # keep the timing of the attempt that did the work
             result = {**json.loads(result_path.read_text()), "skipped": True}
         return result
-    endpoint = endpoint or Endpoint()
-    settings = settings_for_run(p, endpoint.overrides)
     wanted = set(spec.video_ids)
     rows = [r for r in _read_pending(directory) if r.video_id in wanted]
     log.info("shard %s: %d videos, engine=%s%s, models=%s at %s (%s)", spec.shard_id, len(rows), p.engine,
