@@ -37,7 +37,7 @@ def _endpoint(settings: ModelSettings, base_url: str, model: str, **overrides) -
 @contextlib.asynccontextmanager
 async def open_stage_models(settings: ModelSettings, cache_dir: Path, *, need_captioner: bool = True, need_verifier: bool = False) -> AsyncIterator[StageModels]:
     """The stage models for a run, checked and wrapped in the request cache; closed on exit."""
-    from vidthinker.models.embedders import make_embedder
+    from vidthinker.models.embedders import make_embedder, resolve_device
 
     cache = RequestCache(cache_dir)
     opened: list[ChatModel] = []
@@ -49,7 +49,8 @@ async def open_stage_models(settings: ModelSettings, cache_dir: Path, *, need_ca
 
     with contextlib.ExitStack() as stack:
         try:
-            embedder = make_embedder(settings.embedder)
+            device = resolve_device(settings.embedder_device)
+            embedder = make_embedder(settings.embedder, device=device)
             describer = None
             if settings.backend == "offline":
                 from vidthinker.models.llama_server import LlamaServer, find_registry_gguf
@@ -60,7 +61,7 @@ async def open_stage_models(settings: ModelSettings, cache_dir: Path, *, need_ca
                 llm = cached(endpoint)
                 captioner, retriever, verifier = llm, llm, None
                 # A text-only LLM cannot see frames: a real image network describes them for it.
-                describer = OfflineClipDescriber(embedder if hasattr(embedder, "classify") else make_embedder("efficientnet-lite0"))
+                describer = OfflineClipDescriber(embedder if hasattr(embedder, "classify") else make_embedder("efficientnet-lite0", device=device))
             else:
                 captioner = cached(_endpoint(settings, settings.base_url, settings.caption_model))
                 retrieval_name = settings.retrieval_model or settings.caption_model

@@ -88,6 +88,10 @@ class ModelSettings(Section):
     embedder: str = Field(
         "efficientnet-lite0", description="stage-3 image embedder: efficientnet-lite0 (offline) or an HF CLIP/SigLIP name"
     )
+    embedder_device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="device of the stage-3 embedder: auto (CUDA when the process sees a GPU), cpu, cuda, cuda:N",
+    )
     offline_llm: str = Field("smollm2", description="registry GGUF behind the offline llama.cpp server")
     structured_output: Literal["auto", "json_schema", "json_object"] = "auto"
     timeout_s: float = Field(120.0, gt=0)
@@ -131,6 +135,11 @@ class EngineSettings(Section):
         None, ge=1, le=4096, description="Ray actors (default: the cluster's CPUs / cpus_per_worker, at most one per shard)"
     )
     cpus_per_worker: float = Field(1.0, gt=0, le=256, description="CPUs reserved per Ray actor (decode, embeddings)")
+    gpus_per_worker: float = Field(
+        0.0, ge=0, le=16,
+        description="GPUs reserved per Ray actor for the stage-3 embedder (fractions share a GPU, e.g. 0.25)",
+    )
+    local_num_gpus: int | None = Field(None, ge=0, le=1024, description="GPUs of the embedded local Ray (default: detected)")
     local_num_cpus: int | None = Field(None, ge=1, le=4096, description="CPUs of the embedded local Ray (default: all)")
     max_shard_attempts: int = Field(3, ge=1, le=20, description="tries per shard when a Ray worker dies")
     log_to_driver: bool = Field(False, description="stream Ray workers' stdout/stderr to the driver")

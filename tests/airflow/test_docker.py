@@ -72,6 +72,12 @@ def test_compose_file_validates_and_describes_the_stack(tmp_path):
         assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
         assert "postgresql" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         assert env["VIDTHINKER_ENGINE__RAY_ADDRESS"].startswith("ray://ray-head")
+        # the driver's settings place the embedder: 8 actors share each ray-worker's GPU, as its 8 CPUs
+        from vidthinker.config import load_settings
+
+        settings = load_settings(None, [f"engine.gpus_per_worker={env['VIDTHINKER_ENGINE__GPUS_PER_WORKER']}"])
+        cpus = int(next(a for a in services["ray-worker"]["command"] if a.startswith("--num-cpus=")).split("=")[1])
+        assert settings.engine.gpus_per_worker * cpus / settings.engine.cpus_per_worker == 1
     assert "airflow-init" in services["airflow-scheduler"]["depends_on"]
     mounts = {name: [str(v) for v in services[name].get("volumes", [])] for name in ("airflow-scheduler", "ray-worker")}
     assert all(any("/data" in v for v in vols) for vols in mounts.values()), mounts

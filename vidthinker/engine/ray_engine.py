@@ -32,7 +32,7 @@ from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 
 from vidthinker.annotate import ShardAnnotator, VideoCallback, default_cache_dir
 from vidthinker.config import Settings
-from vidthinker.engine import ShardCallback, ShardResult
+from vidthinker.engine import EngineUnavailable, ShardCallback, ShardResult
 from vidthinker.models import ModelUnavailable
 from vidthinker.schema import ManifestRow
 from vidthinker.shards import ShardSpec, shard_file
@@ -60,6 +60,9 @@ class ShardWorker:
         self._opening = asyncio.Lock()
         context = ray.get_runtime_context()
         self.label = f"ray node {ray.util.get_node_ip_address()}/{context.get_node_id()[:8]} pid {os.getpid()}"
+        gpus = ray.get_gpu_ids()
+        if gpus:  # where a worker's embedder runs shows in the run summary's shard_workers
+            self.label += f" gpus {','.join(str(g) for g in gpus)}"
 
     async def _open(self) -> ShardAnnotator:
         async with self._opening:
@@ -140,17 +143,34 @@ def init_ray(address: str | None, settings: Settings) -> bool:
     else:
         # address="local": a fresh instance even when another one on this machine wrote /tmp/ray's
         # "current cluster" file (ray.init() with no address would join that one).
-        ray.init(address="local", num_cpus=e.local_num_cpus or os.cpu_count() or 1, include_dashboard=False, **quiet)
+        gpus = {} if e.local_num_gpus is None else {"num_gpus": e.local_num_gpus}  # default: Ray detects them
+        ray.init(address="local", num_cpus=e.local_num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 **gpus, **quiet)
     return True
 
 
 def worker_count(settings: Settings, shards: int) -> int:
+    """Actors to start: `engine.workers`, else as many as the cluster's CPUs (and GPUs, when each
+    worker asks for some) hold; never more than there are shards.
+
+    A worker asking for more GPUs than the whole cluster has could never be placed: Ray would keep it
+    pending forever, so that is an error here instead of a hang.
+    """
     e = settings.engine
+    resources = ray.cluster_resources()
+    if e.gpus_per_worker > 0:
+        total = float(resources.get("GPU", 0.0))
+        if total + 1e-9 < e.gpus_per_worker:
+            raise EngineUnavailable(
+                f"engine.gpus_per_worker={e.gpus_per_worker:g} but the Ray cluster has {total:g} GPUs: "
+                "start GPU nodes (ray start --num-gpus N) or set engine.gpus_per_worker=0"
+            )
     if e.workers is not None:
         wanted = e.workers
     else:
-        cpus = float(ray.cluster_resources().get("CPU", 1.0))
-        wanted = max(1, math.floor(cpus / e.cpus_per_worker + 1e-9))
+        wanted = max(1, math.floor(float(resources.get("CPU", 1.0)) / e.cpus_per_worker + 1e-9))
+        if e.gpus_per_worker > 0:
+            wanted = min(wanted, max(1, math.floor(float(resources.get("GPU", 0.0)) / e.gpus_per_worker + 1e-9)))
     return max(1, min(wanted, shards))
 
 
@@ -269,7 +289,8 @@ def run_ray(
         env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
         e = settings.engine
         worker_cls = ray.remote(ShardWorker).options(
-            num_cpus=e.cpus_per_worker, max_restarts=e.max_shard_attempts, max_task_retries=0,
+            num_cpus=e.cpus_per_worker, num_gpus=e.gpus_per_worker, max_restarts=e.max_shard_attempts,
+            max_task_retries=0,
         )
         cache_dir = str(Path(os.path.abspath(default_cache_dir(settings, out_dir))))
         actors = [worker_cls.remote(settings, cache_dir, env) for _ in range(n)]

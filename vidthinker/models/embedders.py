@@ -394,6 +394,41 @@ class HFImageTextEmbedder:
 
 
 # --------------------------------------------------------------------------- factory
+def resolve_device(setting: str = "auto") -> str:
+    """`models.embedder_device` → a torch device string.
+
+    "auto" is CUDA when this process sees a GPU, else the CPU: a Ray actor started with
+    `engine.gpus_per_worker > 0` sees the GPU Ray assigned it (Ray sets CUDA_VISIBLE_DEVICES), one
+    without sees none. Asking for CUDA where there is none is an error, not a silent CPU run.
+    """
+    import os
+
+    import torch
+
+    setting = (setting or "auto").strip()
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cpu":
+        return "cpu"
+    if setting.startswith("cuda"):
+        if not torch.cuda.is_available():
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            where = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+            raise ModelUnavailable(
+                f"models.embedder_device={setting!r} but this process sees no CUDA device{where}; "
+                "use 'auto' or 'cpu', or give Ray workers GPUs with engine.gpus_per_worker",
+                model="embedder",
+            )
+        index = int(setting.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ModelUnavailable(
+                f"models.embedder_device={setting!r} but this process sees {torch.cuda.device_count()} CUDA device(s)",
+                model="embedder",
+            )
+        return setting
+    raise ValueError(f"models.embedder_device must be auto, cpu, cuda or cuda:N, not {setting!r}")
+
+
 def make_embedder(
     name: str = EFFICIENTNET_LITE0, **kwargs: Any
 ) -> EfficientNetLiteEmbedder | HFImageTextEmbedder:
