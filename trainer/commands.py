@@ -61,6 +61,13 @@ def train_command(
             help="torch.compile each transformer block (faster GPU steps after a one-off compile).",
         ),
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="Under torchrun: 'ddp' (a full copy per GPU) or 'fsdp' (weights, gradients and AdamW "
+            "sharded over GPUs: needed for 7B selectors on 80 GB cards).",
+        ),
+    ] = None,
     save_every: Annotated[
         int | None, typer.Option(help="Save a resumable checkpoint every N steps (0: at the end only).")
     ] = None,
@@ -96,6 +103,7 @@ def train_command(
         grad_accum=grad_accum,
         gradient_checkpointing=gradient_checkpointing,
         compile=compile_blocks,
+        strategy=strategy,
         save_every_steps=save_every,
         video_root=str(video_root) if video_root else None,
         seed=seed,

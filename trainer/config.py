@@ -106,6 +106,7 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA only; CPU runs fp32
     gradient_checkpointing: bool = False
     compile: bool = False  # torch.compile each transformer block (fuses the ops between matmuls on GPUs)
+    strategy: str = "ddp"  # multi-process: "ddp" (full replicas) or "fsdp" (sharded weights/grads/AdamW; 7B)
     seed: int = 0
     max_frames: int | None = None  # defaults to model.max_frames
     budget_range: tuple[int, int] | None = (4096, DEFAULT_TOKEN_BUDGET)  # None: fixed model.token_budget
@@ -129,6 +130,8 @@ class TrainConfig:
             self.budget_range = (low, high)
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ValueError("batch_size and grad_accum must be >= 1")
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ValueError(f"strategy must be 'ddp' or 'fsdp', not {self.strategy!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -556,9 +556,15 @@ class FrameSelector(nn.Module):
     # ---------------------------------------------------------------- save / load
 
     def save_pretrained(
-        self, path: str | Path, metadata: dict[str, Any] | None = None, max_shard_size: str = "5GB"
+        self,
+        path: str | Path,
+        metadata: dict[str, Any] | None = None,
+        max_shard_size: str = "5GB",
+        state_dict: dict[str, torch.Tensor] | None = None,
     ) -> Path:
-        """config.json + model.safetensors (sharded with an index past `max_shard_size`) + tokenizer/ files."""
+        """config.json + model.safetensors (sharded with an index past `max_shard_size`) + tokenizer/ files.
+
+        `state_dict`: the weights to write when this module's own are sharded (FSDP gathers them first)."""
         from huggingface_hub import save_torch_state_dict
 
         path = Path(path)
@@ -566,7 +572,7 @@ class FrameSelector(nn.Module):
         if metadata:
             self.config.metadata.update(metadata)
         self.config.save(path / CONFIG_NAME)
-        state = {k: v.detach() for k, v in self.state_dict().items()}
+        state = {k: v.detach() for k, v in (state_dict if state_dict is not None else self.state_dict()).items()}
         save_torch_state_dict(state, path, max_shard_size=max_shard_size, metadata={"format": "pt"})
         if isinstance(self.tokenizer, HFTokenizer):
             self.tokenizer.save_pretrained(path / TOKENIZER_DIR)

@@ -1,6 +1,7 @@
 """Selector training: `train(shards_dir, out_dir, config)`.
 
-One process (CPU or one GPU) or DDP under `torchrun` (NCCL on GPUs, gloo on CPU). bf16 autocast on CUDA,
+One process (CPU or one GPU) or, under `torchrun`, DDP or FSDP (`strategy`, see trainer/sharding.py;
+NCCL on GPUs, gloo on CPU). bf16 autocast on CUDA,
 fp32 on CPU; optional gradient checkpointing; AdamW with its own lr for the head; cosine schedule with
 linear warmup; resumable checkpoints (model, optimizer, scheduler, step, RNG states) under
 `<out>/checkpoints/step-N/`; metrics as JSONL in `<out>/metrics.jsonl`; the final model in Hugging Face
@@ -44,6 +45,13 @@ from trainer.data import (
     selector_loss,
 )
 from trainer.model import FrameSelector
+from trainer.sharding import (
+    full_grad_norm,
+    full_model_state,
+    full_optimizer_state,
+    load_full_optimizer_state,
+    shard_selector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,8 @@ class TrainResult:
     samples: int = 0
     cache_stats: dict[str, Any] = field(default_factory=dict)
     resumed_from: int | None = None
-    model: Any = field(default=None, repr=False)  # the trained FrameSelector (unwrapped), on this process
+    # the trained FrameSelector (unwrapped), on this process; under FSDP its weights are this rank's shards
+    model: Any = field(default=None, repr=False)
     skipped: dict[str, int] = field(default_factory=dict)
 
 
@@ -199,7 +208,9 @@ def save_checkpoint(
     info: DistInfo,
     state: dict[str, Any],
     keep: int,
+    sharded: bool = False,
 ) -> Path:
+    """A resumable checkpoint; with `sharded` (FSDP) every rank takes part in gathering the full state."""
     final = out_dir / CHECKPOINT_DIR / f"step-{step:08d}"
     tmp = out_dir / CHECKPOINT_DIR / f".tmp-step-{step:08d}"
     if info.is_main:
@@ -207,9 +218,11 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     _barrier(info)
     torch.save(_rng_state(), tmp / f"rng_state_rank{info.rank}.pt")
+    weights = full_model_state(model) if sharded else None
+    optim_state = full_optimizer_state(model, optimizer) if sharded else None
     if info.is_main:
-        model.save_pretrained(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        model.save_pretrained(tmp, state_dict=weights)
+        torch.save(optim_state if sharded else optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     _barrier(info)
     if info.is_main:
@@ -302,8 +315,6 @@ def _train(
     model.train()
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    if config.compile:
-        log.info("compiled %d transformer blocks", model.compile_blocks())
     cap = int(config.max_frames or model.config.max_frames)
 
     # ---- data
@@ -344,11 +355,23 @@ def _train(
     steps_per_epoch = max(1, math.ceil(micro_per_epoch / config.grad_accum))
     total_steps = int(config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch)))
 
+    use_bf16 = config.bf16 and info.device.type == "cuda"
+    sharded = config.strategy == "fsdp" and info.enabled
+    if sharded:  # after the features are cached: the vision encoder stays whole (see trainer/sharding.py)
+        shard_selector(model, info.device, info.world, use_bf16)
+    if config.compile:  # after sharding, as FSDP2 asks
+        log.info("compiled %d transformer blocks", model.compile_blocks())
     optimizer = build_optimizer(model, config)
     scheduler = cosine_with_warmup(optimizer, total_steps, config.warmup_ratio)
     step = 0
     if resume_from is not None:
         state = json.loads((resume_from / STATE_NAME).read_text())
+        saved_strategy = state.get("strategy", "ddp") if state.get("world_size", 1) > 1 else None
+        if saved_strategy and info.enabled and saved_strategy != config.strategy:
+            raise ValueError(
+                f"{resume_from} was written by a {saved_strategy} run; resume it with strategy={saved_strategy} "
+                f"(its optimizer state is laid out for that), not {config.strategy}"
+            )
         if state.get("data_version") != version:
             log.warning(
                 "resuming %s trained on %s with data %s", resume_from, state.get("data_version"), version
@@ -359,9 +382,11 @@ def _train(
                 state.get("world_size"),
                 info.world,
             )
-        optimizer.load_state_dict(
-            torch.load(resume_from / "optimizer.pt", map_location=info.device, weights_only=False)
-        )
+        optim_file = resume_from / "optimizer.pt"
+        if sharded:
+            load_full_optimizer_state(model, optimizer, torch.load(optim_file, map_location="cpu", weights_only=False))
+        else:
+            optimizer.load_state_dict(torch.load(optim_file, map_location=info.device, weights_only=False))
         scheduler.load_state_dict(torch.load(resume_from / "scheduler.pt", weights_only=False))
         rng_file = resume_from / f"rng_state_rank{info.rank}.pt"
         if rng_file.is_file():
@@ -370,12 +395,10 @@ def _train(
         total_steps = int(state.get("total_steps", total_steps))
 
     net: torch.nn.Module = model
-    if info.enabled:
+    if info.enabled and not sharded:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         net = DDP(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-
-    use_bf16 = config.bf16 and info.device.type == "cuda"
     metrics_path = out_dir / "metrics.jsonl"
     result = TrainResult(
         out_dir=out_dir,
@@ -413,6 +436,7 @@ def _train(
             "epoch": step * config.grad_accum / micro_per_epoch,
             "data_version": version,
             "world_size": info.world,
+            "strategy": config.strategy if info.enabled else "single",
             "seed": config.seed,
             "last_loss": loss,
             "train_config": config.to_dict(),
@@ -433,7 +457,9 @@ def _train(
                     index, config.seed, info.rank, config.budget_range, model.config.token_budget
                 )
                 sync = accum == config.grad_accum - 1 or not info.enabled
-                ctx = contextlib.nullcontext() if sync else net.no_sync()
+                if sharded:  # FSDP: reduce-scatter gradients only on the last micro-batch
+                    model.set_requires_gradient_sync(sync)
+                ctx = contextlib.nullcontext() if sync or sharded else net.no_sync()
                 with ctx:
                     with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=use_bf16):
                         out = net(feats, ids, budget=budget)
@@ -444,7 +470,9 @@ def _train(
                 step_loss += float(loss.detach()) / config.grad_accum
                 n_frames += int(out.frame_mask.sum())
                 n_samples += len(batch)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), config.max_grad_norm)
+            grad_norm = full_grad_norm(
+                torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), config.max_grad_norm)
+            )
             optimizer.step()
             scheduler.step()
             step += 1
@@ -480,23 +508,28 @@ def _train(
                     info,
                     state_dict(last_loss),
                     config.keep_checkpoints,
+                    sharded,
                 )
 
     result.step = step
     result.completed = step >= total_steps
     if not result.completed or config.save_every_steps:
         result.checkpoint = save_checkpoint(
-            out_dir, step, model, optimizer, scheduler, info, state_dict(last_loss), config.keep_checkpoints
+            out_dir, step, model, optimizer, scheduler, info, state_dict(last_loss), config.keep_checkpoints,
+            sharded,
         )
+    weights = full_model_state(model) if result.completed and sharded else None
     if result.completed and info.is_main:
         model.save_pretrained(
             out_dir,
+            state_dict=weights,
             metadata={
                 "data_version": version,
                 "trained_on": str(shards_dir),
                 "train_samples": len(examples),
                 "steps": step,
                 "world_size": info.world,
+                "strategy": config.strategy if info.enabled else "single",
                 "final_loss": last_loss,
                 "train_config": config.to_dict(),
                 "encoder_id": model.encoder_id(),

@@ -188,3 +188,53 @@ def test_compile_option_compiles_every_block_and_trains(tmp_path, small_shards, 
     assert result.completed and result.step == 2
     assert calls == [len(result.model.transformer_blocks())]
     assert all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def _fsdp_worker(rank: int, world: int, port: int, shards: str, out: str, cache: str, strategy: str,
+                 stop_after: int | None) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    cfg = config(Path(cache), max_steps=3, batch_size=2, grad_accum=2, strategy=strategy, stop_after_steps=stop_after)
+    result = train(shards, out, cfg, device="cpu")
+    lm = list(result.model.lm.parameters())
+    local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in lm)
+    torch.save({"losses": result.losses, "step": result.step, "completed": result.completed,
+                "resumed_from": result.resumed_from, "lm_local": local, "lm_full": sum(p.numel() for p in lm)},
+               Path(out) / f"rank{rank}.pt")
+
+
+def _spawn(strategy: str, out: Path, shards, cache_dir, stop_after: int | None = None) -> list[dict]:
+    mp.spawn(_fsdp_worker, args=(2, _free_port(), str(shards), str(out), str(cache_dir), strategy, stop_after),
+             nprocs=2, join=True)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+
+
+def test_fsdp_matches_ddp_and_resumes_from_its_sharded_checkpoint(tmp_path, shards, cache_dir):
+    """Two gloo processes: FSDP (sharded weights, gradients, AdamW; gradient accumulation) reaches the
+    weights DDP reaches, and an FSDP run stopped after 2 of 3 steps resumes from its checkpoint (full
+    state gathered to rank 0, optimizer keyed by names) to the same place."""
+    ddp_out, fsdp_out = tmp_path / "ddp", tmp_path / "fsdp"
+    ddp = _spawn("ddp", ddp_out, shards, cache_dir)
+    first = _spawn("fsdp", fsdp_out, shards, cache_dir, stop_after=2)
+    assert [r["step"] for r in first] == [2, 2] and not first[0]["completed"]
+    state = json.loads((latest_checkpoint(fsdp_out) / "trainer_state.json").read_text())
+    assert state["strategy"] == "fsdp" and state["step"] == 2
+    optim = torch.load(latest_checkpoint(fsdp_out) / "optimizer.pt", weights_only=False)
+    assert any(str(key).startswith("lm.layers.0.") for key in optim["state"])  # keyed by names, not ids
+    second = _spawn("fsdp", fsdp_out, shards, cache_dir)
+    assert [r["resumed_from"] for r in second] == [2, 2] and second[0]["completed"] and second[0]["step"] == 3
+    for r in first + second:  # each rank holds about half of the LM (the shards), DDP ranks all of it
+        assert r["lm_local"] <= 0.55 * r["lm_full"]
+    assert all(r["lm_local"] == r["lm_full"] for r in ddp)
+    assert first[0]["losses"] + second[0]["losses"] == pytest.approx(ddp[0]["losses"], rel=1e-4, abs=1e-6)
+    want, got = load_file(str(ddp_out / "model.safetensors")), load_file(str(fsdp_out / "model.safetensors"))
+    assert set(want) == set(got)
+    for key in want:
+        assert torch.allclose(want[key], got[key], rtol=1e-4, atol=1e-5), key
+    meta = SelectorConfig.load(fsdp_out / "config.json").metadata
+    assert meta["strategy"] == "fsdp" and meta["world_size"] == 2 and meta["steps"] == 3
+
+    # a checkpoint's optimizer layout belongs to its strategy: resuming it under the other is refused
+    with pytest.raises(mp.ProcessRaisedException, match="written by a fsdp run; resume it with strategy=fsdp"):
+        _spawn("ddp", fsdp_out, shards, cache_dir)
