@@ -42,6 +42,7 @@ PARAMS = {
     "baselines": Param(",".join(D["baselines"]), type="string", description="baselines in the reports"),
     "promotion": Param(D["promotion"], enum=["auto", "always", "never"], description="auto: only if significantly better"),
     "device": Param(D["device"], type=["null", "string"], description="null: CUDA when available"),
+    "nproc_per_node": Param(D["nproc_per_node"], type="integer", minimum=1, description="training processes (GPUs) under torchrun; 1: in the task"),
     "num_frames": Param(D["num_frames"], type="integer", minimum=1, description="frames scored per video"),
     "n_boot": Param(D["n_boot"], type="integer", minimum=100, description="bootstrap resamples"),
 }
@@ -67,7 +68,7 @@ def vidthinker_train_eval():
         extras = [dict(e.extra or {}) for evs in (triggering_asset_events or {}).values() for e in evs]
         return train_eval.freeze(dict(params), run_id, extras)
 
-    @task(pool=GPU_POOL, retries=0)
+    @task(pool=GPU_POOL, pool_slots=int(D["nproc_per_node"]), retries=0)  # one slot per GPU it trains on
     def train(frozen: dict, params=None, run_id=None) -> dict:
         from vidthinker.orchestration import train_eval
 

@@ -7,6 +7,7 @@ with ordinary defaults (tests call them directly).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -125,7 +126,8 @@ def train_command(
         "checkpoint": str(result.checkpoint) if result.checkpoint else None,
         "elapsed_s": round(result.elapsed_s, 2),
     }
-    typer.echo(json.dumps(summary))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: one summary, not one per process
+        typer.echo(json.dumps(summary))
 
 
 def select_command(

@@ -146,3 +146,28 @@ def test_asset_triggered_freeze_takes_the_events_shards(data, tmp_path):
     by_hand = task.python_callable(params=params, run_id="manual__2", triggering_asset_events=None)
     assert sorted(s["name"] for s in by_hand["shards"]) == ["part-a.parquet", "part-b.parquet"]
     assert by_hand["version"] != frozen["version"]
+
+
+def test_train_task_runs_torchrun_on_several_processes(data, tmp_path):
+    """`nproc_per_node > 1`: the train task runs `vidthinker train` under torchrun (here 2 gloo processes on
+    the CPU, FSDP) with the config it resolved; a failing run surfaces torchrun's exit and last lines."""
+    from vidthinker.orchestration import train_eval
+
+    root, eval_set = data
+    params = {"root": str(tmp_path / "te"), "shards_dir": str(root / "shards"), "eval_sets": [str(eval_set)],
+              "preset": "tiny", "device": "cpu", "nproc_per_node": 2,
+              "config_overrides": {"max_steps": 2, "strategy": "fsdp", "budget_range": [64, 128], "batch_size": 2}}
+    train = load_dag().get_task("train")
+    assert train.pool_slots == 1  # the environment's default nproc_per_node
+    trained = train.python_callable(frozen={"dir": str(root / "shards")}, params=params, run_id="manual__torchrun")
+    assert trained["world_size"] == 2 and trained["steps"] == 2 and trained["samples"] > 0
+    model_dir = tmp_path / "te" / "runs"
+    meta = json.loads((next(model_dir.rglob("model/config.json"))).read_text())["metadata"]
+    assert meta["strategy"] == "fsdp" and meta["world_size"] == 2
+    sent = json.loads(next(model_dir.rglob("train_config.json")).read_text())
+    assert sent["max_steps"] == 2 and sent["strategy"] == "fsdp" and sent["model"]["text"]["config"]["hidden_size"] == 32
+
+    empty = tmp_path / "no-shards"
+    empty.mkdir()
+    with pytest.raises(RuntimeError, match=r"torchrun training exited with 1 \(rank 0: FileNotFoundError: .*no-shards: no parquet shards"):
+        train.python_callable(frozen={"dir": str(empty)}, params=params, run_id="manual__torchrun_fails")

@@ -18,7 +18,9 @@ Triggered by the `vidthinker_shards` Asset (each annotate run that added shards)
 Settings: the DAG params (a manual run can override each), defaulting to `VIDTHINKER_TRAIN_EVAL__<KEY>`
 environment variables: ROOT (default `<VIDTHINKER_AIRFLOW__OUT_DIR>/train_eval`), SHARDS_DIR (default
 `<out_dir>/shards`), EVAL_SETS (comma-separated manifests/benchmark files), CONFIG (train config file),
-PRESET, PRIMARY (recall@8), KS (4,8,16,32), BASELINES (uniform,random), POOL (vidthinker_gpu), DEVICE.
+PRESET, PRIMARY (recall@8), KS (4,8,16,32), BASELINES (uniform,random), POOL (vidthinker_gpu), DEVICE,
+NPROC_PER_NODE (1; more trains under torchrun on that many local GPUs, and the train task then takes
+as many slots of the GPU pool).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -35,6 +38,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+log = logging.getLogger(__name__)
 
 DAG_ID = "vidthinker_train_eval"
 SELECTOR_ASSET_NAME = "vidthinker_selector"
@@ -75,6 +80,8 @@ class TrainEvalParams(BaseModel):
     baselines: list[str] = Field(default_factory=lambda: ["uniform", "random"])
     promotion: Literal["auto", "always", "never"] = "auto"
     device: str | None = None
+    # >1: train under torchrun on this many local GPUs (config_overrides {"strategy": "fsdp"} for 7B)
+    nproc_per_node: int = Field(1, ge=1, le=64)
     num_frames: int = Field(512, ge=1)
     n_boot: int = Field(2000, ge=100)
 
@@ -239,6 +246,8 @@ def train_model(frozen: dict[str, Any], params: dict[str, Any], run_id: str) -> 
     cfg = load_train_config(p.config, **overrides)
     if p.preset:
         cfg.model = preset_config(p.preset)
+    if p.nproc_per_node > 1:
+        return train_distributed(frozen["dir"], out, cfg, p.nproc_per_node, p.device)
     result = train(frozen["dir"], out, cfg, device=p.device)
     if not result.completed:
         raise RuntimeError(f"training stopped at step {result.step} of {result.total_steps}")
@@ -249,6 +258,59 @@ def train_model(frozen: dict[str, Any], params: dict[str, Any], run_id: str) -> 
         "final_loss": result.losses[-1] if result.losses else None,
         "samples": result.samples,
         "elapsed_s": round(result.elapsed_s, 2),
+    }
+
+
+def train_distributed(shards: str | Path, out: Path, cfg, nproc: int, device: str | None) -> dict[str, Any]:
+    """`vidthinker train` under `torchrun --standalone` with `nproc` processes on this node.
+
+    The resolved TrainConfig goes to the processes as a file, so what they train is exactly what a
+    one-process run would (presets and overrides applied here). Their output is streamed to this log;
+    the result is read from the saved model's metadata, which only a completed run writes.
+    """
+    import subprocess
+    import sys
+    import time
+
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out.parent / "train_config.json"
+    _write_json(config_file, cfg.to_dict())
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "vidthinker.cli", "train", str(shards), "--out", str(out), "--config", str(config_file),
+               "--no-progress"]
+    if device:
+        command += ["--device", device]
+    log.info("training on %d processes: %s", nproc, " ".join(command))
+    # plain tracebacks from the processes: their last line ("[rankN]: SomeError: why") is the cause
+    env = {**os.environ, "_TYPER_STANDARD_TRACEBACK": "1"}
+    cause = re.compile(r"^\[rank(\d+)\]:\s*((?:\w+\.)*\w*(?:Error|Exception)\b.*)$")
+    started = time.perf_counter()
+    tail: list[str] = []
+    causes: dict[str, str] = {}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            log.info("%s", line)
+            tail = (tail + [line])[-20:]
+            found = cause.match(line)
+            if found and ":" in found.group(2):
+                causes[found.group(1)] = found.group(2)  # the last one of each rank is its exception
+    if proc.returncode != 0:
+        why = "; ".join(f"rank {rank}: {text}" for rank, text in sorted(causes.items())) or "see the log above"
+        raise RuntimeError(f"torchrun training exited with {proc.returncode} ({why}); last lines:\n" + "\n".join(tail))
+    meta_file = out / "config.json"
+    if not meta_file.is_file():
+        raise RuntimeError(f"torchrun training finished without a model in {out}; last lines:\n" + "\n".join(tail))
+    meta = json.loads(meta_file.read_text()).get("metadata", {})
+    return {
+        "checkpoint": str(out),
+        "data_version": meta.get("data_version"),
+        "steps": meta.get("steps"),
+        "final_loss": meta.get("final_loss"),
+        "samples": meta.get("train_samples"),
+        "elapsed_s": round(time.perf_counter() - started, 2),
+        "world_size": meta.get("world_size"),
     }
 
 
