@@ -198,3 +198,55 @@ def test_concurrent_writers_threads_and_processes(tmp_path):
     assert len(cache) == 4 * 100 + 2 * 100 + 1
     assert cache.get("shared").parsed == {"i": -1}
     cache.close()
+
+
+MOUNTINFO = """\
+22 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw
+40 22 0:41 / /data rw,relatime shared:20 - nfs4 filer:/export/data rw,vers=4.2
+41 40 0:42 / /data/scratch rw,relatime shared:21 - ext4 /dev/nvme1n1 rw
+42 22 0:43 / /mnt/my\\040share rw,relatime shared:22 - fuse.sshfs user@host:/ rw
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "fstype", "network"),
+    [
+        ("/data/vidthinker/cache", "nfs4", True),
+        ("/data", "nfs4", True),
+        ("/datastore/cache", "ext4", False),  # a name that only starts like a mount point
+        ("/data/scratch/cache", "ext4", False),  # a local disk mounted inside the NFS tree
+        ("/mnt/my share/cache", "fuse.sshfs", True),
+        ("/home/me", "ext4", False),
+    ],
+)
+def test_filesystem_type_is_the_innermost_mount(path, fstype, network):
+    from vidthinker.models.cache import filesystem_type, is_network_filesystem
+
+    assert filesystem_type(path, MOUNTINFO) == fstype
+    assert is_network_filesystem(fstype) is network
+
+
+def test_cache_on_a_network_filesystem_uses_a_file_per_host_without_wal(tmp_path, caplog):
+    import socket
+
+    from vidthinker.models.cache import filesystem_type
+
+    local = RequestCache(tmp_path / "local")
+    assert not local.shared_filesystem and local.path.name == "chat_cache.sqlite"
+    assert local._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert filesystem_type(tmp_path) == local.fstype  # the real detection ran on this machine's mounts
+    local.close()
+
+    with caplog.at_level("WARNING", logger="vidthinker.models.cache"):
+        shared = RequestCache(tmp_path / "nfs", fstype="nfs4")
+        RequestCache(tmp_path / "nfs", fstype="nfs4").close()  # warned once per folder
+    assert shared.shared_filesystem and shared.path.name.startswith("chat_cache.") and shared.path.name != "chat_cache.sqlite"
+    assert socket.gethostname().split(".")[0].replace(".", "_") in shared.path.name
+    assert shared._conn().execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    shared.put("k", "m", _fake_reply(7))
+    shared.close()
+    again = RequestCache(tmp_path / "nfs", fstype="nfs4")
+    assert again.get("k").parsed == {"i": 7} and len(again) == 1
+    again.close()
+    warnings = [r.getMessage() for r in caplog.records if "network filesystem" in r.getMessage()]
+    assert len(warnings) == 1 and "nfs4" in warnings[0] and shared.path.name in warnings[0]

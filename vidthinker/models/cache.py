@@ -4,6 +4,12 @@ Key = sha256 over the canonical JSON of (model id, caller's prompt hash, message
 replaced by the sha256 of its bytes, sampling params, schema name and schema). Replies live in one
 SQLite file (WAL; one connection per thread; safe across threads and processes). Only successful
 replies are stored.
+
+On a network filesystem (NFS, CIFS, Lustre, CephFS, GlusterFS, FUSE mounts...), where Ray workers on
+several hosts may share the run folder, SQLite's WAL mode cannot work (its index lives in shared memory
+of one host) and one file written from several hosts can be corrupted. There each host gets its own
+file (`chat_cache.<host>.sqlite`) in rollback-journal mode, and a warning says so once: a rerun on the
+same host still replays its replies; a shard moved to another host pays for its calls again.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import base64
 import hashlib
 import json
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -26,6 +34,39 @@ __all__ = ["CachedChatModel", "RequestCache", "canonical_request", "request_key"
 log = logging.getLogger(__name__)
 
 KEY_VERSION = 1
+
+# Filesystem types (mountinfo's fstype, before any ".subtype") that are shared between hosts.
+NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph", "glusterfs", "9p", "afs",
+    "beegfs", "fuse", "fuseblk", "wekafs", "panfs", "ocfs2", "gfs2",
+})
+_warned: set[str] = set()
+
+
+def filesystem_type(path: str | Path, mountinfo: str | None = None) -> str | None:
+    """Type of the filesystem holding `path` (Linux: the longest mount point prefix in
+    /proc/self/mountinfo), or None where that cannot be told."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        fstype = line.split(" - ", 1)[1].split()[0]
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fstype
+    return best_type
+
+
+def is_network_filesystem(fstype: str | None) -> bool:
+    return fstype is not None and fstype.split(".")[0] in NETWORK_FILESYSTEMS
 
 
 def _url_digest(url: str) -> str:
@@ -82,10 +123,25 @@ class RequestCache:
 
     FILENAME = "chat_cache.sqlite"
 
-    def __init__(self, directory: str | Path, *, busy_timeout_s: float = 60.0):
+    def __init__(self, directory: str | Path, *, busy_timeout_s: float = 60.0, fstype: str | None = None):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / self.FILENAME
+        self.fstype = fstype or filesystem_type(self.directory)
+        self.shared_filesystem = is_network_filesystem(self.fstype)
+        if self.shared_filesystem:
+            host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname()) or "host"
+            self.path = self.directory / f"chat_cache.{host}.sqlite"
+            self._journal = "DELETE"
+            if str(self.directory) not in _warned:
+                _warned.add(str(self.directory))
+                log.warning(
+                    "request cache %s is on a network filesystem (%s), where SQLite cannot share one file "
+                    "between hosts: this host uses %s (no WAL); a shard retried on another host pays for "
+                    "its calls again", self.directory, self.fstype, self.path.name,
+                )
+        else:
+            self.path = self.directory / self.FILENAME
+            self._journal = "WAL"
         self._busy_ms = int(busy_timeout_s * 1000)
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -108,7 +164,7 @@ class RequestCache:
                 self.path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA journal_mode={self._journal}")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             with self._lock:
