@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up iterations")
     parser.add_argument("--repeats", type=int, default=5, help="timed scoring repetitions")
     parser.add_argument(
+        "--questions",
+        type=int,
+        default=4,
+        help="questions per video for the batching figure: one padded batch vs one at a time (0: skip)",
+    )
+    parser.add_argument(
         "--attn",
         default="sdpa",
         choices=["sdpa", "flash_attention_2", "eager"],
@@ -273,6 +279,8 @@ def bench_score(args, device, rate, vision_cfg, text_cfg) -> list[dict]:
                 "latency_over_floor": total / floor,
                 "lm_over_floor": t_score / (f_lm / rate),
             })
+            if args.questions > 1:
+                setting.update(bench_question_batching(args, model, feats, text_cfg, backend, device))
         except Exception as error:  # noqa: BLE001 - report the setting, go on with the next
             setting["error"] = failure(error)
         feats = None
@@ -281,6 +289,30 @@ def bench_score(args, device, rate, vision_cfg, text_cfg) -> list[dict]:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return results
+
+
+def bench_question_batching(args, model, feats, text_cfg, backend, device) -> dict:
+    """Several questions about one video: one forward over a right-padded batch (a padding mask, so
+    SDPA cannot use its mask-free flash kernels) against one mask-free forward per question. Instruction
+    lengths differ (as real ones do), so the batch really is padded."""
+    lengths = [max(1, args.instruction_tokens + 8 * (i % 3) - 8) for i in range(args.questions)]
+    ids = [torch.randint(3, text_cfg["vocab_size"], (n,)) for n in lengths]
+
+    @torch.inference_mode()
+    def batched():
+        with sdpa_context(backend):
+            return model([feats] * len(ids), ids, budget=args.budget).logits
+
+    @torch.inference_mode()
+    def one_by_one():
+        with sdpa_context(backend):
+            return [model([feats], [one], budget=args.budget).logits for one in ids]
+
+    repeats = max(1, args.repeats // 2)
+    t_batched = timed(batched, device, repeats=repeats, warmup=1)
+    t_single = timed(one_by_one, device, repeats=repeats, warmup=1)
+    return {"questions": len(ids), "batched_s_per_question": t_batched / len(ids),
+            "single_s_per_question": t_single / len(ids)}
 
 
 def train_settings(args) -> list[tuple[bool, bool, str]]:
@@ -430,6 +462,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"(LM {s['lm_over_floor']:.2f}x)  peak mem {fmt_gib(s['peak_mem_gib'])}  "
                 f"first call {s['first_call_s']:.1f} s", flush=True
             )
+            if "questions" in s:
+                print(
+                    f"    {s['questions']} questions/video: padded batch {s['batched_s_per_question'] * 1e3:8.1f} ms "
+                    f"per question, one at a time {s['single_s_per_question'] * 1e3:8.1f} ms per question "
+                    f"({s['single_s_per_question'] / s['batched_s_per_question']:.2f}x)", flush=True
+                )
     if not args.skip_train:
         report["train"] = []
         label = "tiny" if args.tiny else f"Qwen2-{args.train_lm}"

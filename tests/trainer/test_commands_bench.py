@@ -87,7 +87,7 @@ def test_bench_help_and_tiny_cpu_sweep(tmp_path):
     help_out = subprocess.run(
         [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
     )
-    for flag in ("--tiny", "--sweep", "--compile", "--sdpa-backend", "--accum"):
+    for flag in ("--tiny", "--sweep", "--compile", "--sdpa-backend", "--accum", "--questions"):
         assert flag in help_out.stdout
     out_json = tmp_path / "bench.json"
     run = subprocess.run(
@@ -100,7 +100,8 @@ def test_bench_help_and_tiny_cpu_sweep(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     print(run.stdout)
-    for word in ("matmul", "score", "FLOP floor", "train", "ckpt=off", "ckpt=on", "compile=on", "MFU", "goal"):
+    for word in ("matmul", "score", "FLOP floor", "questions/video", "train", "ckpt=off", "ckpt=on", "compile=on",
+                 "MFU", "goal"):
         assert word in run.stdout
     report = json.loads(out_json.read_text())
     scores = report["score"]
@@ -113,6 +114,7 @@ def test_bench_help_and_tiny_cpu_sweep(tmp_path):
         else:
             assert "error" not in s and s["lm_tokens"] > 0 and s["floor_s"] > 0 and s["total_s"] > 0
             assert s["latency_over_floor"] == pytest.approx(s["total_s"] / s["floor_s"])
+            assert s["questions"] == 4 and s["batched_s_per_question"] > 0 and s["single_s_per_question"] > 0
     trains = report["train"]
     assert len(trains) == 8 and all(t["accum"] == 2 for t in trains)
     ok = [t for t in trains if "error" not in t]
