@@ -147,6 +147,21 @@ def test_incremental_run_adds_new_shards_only(baseline, stub, tmp_path):
     assert dataset_hash(out) == baseline.hash
 
 
+def test_rerun_over_fewer_rows_skips_a_finished_shard_holding_more_videos(baseline, stub, tmp_path):
+    """A rerun with a smaller --limit: the finished shard holds a video the rows leave out; it is
+    skipped as it is (it needs no rows), nothing is called or rewritten."""
+    out = tmp_path / "run"
+    settings = settings_for(stub.base_url, "engine.shard_size=2")
+    first = run_annotation(baseline.rows[:2], out, settings)
+    assert len(first.shards) == 1 and len(first.shards[0].video_ids) == 2
+    stamps = {p.name: p.stat().st_mtime_ns for p in shards_dir(out).iterdir()}
+    before = stub.count
+    again = run_annotation(baseline.rows[:1], out, settings)
+    assert again.skipped_shards == [first.shards[0].shard_id] and not again.failed_shards
+    assert stub.count == before and again.calls == 0
+    assert {p.name: p.stat().st_mtime_ns for p in shards_dir(out).iterdir()} == stamps
+
+
 @pytest.mark.timeout(300)
 def test_annotate_killed_mid_shard_then_rerun_loses_nothing_and_pays_no_call_twice(baseline, synthetic_set, tmp_path):
     specs = plan_shards(baseline.rows, 1)

@@ -67,18 +67,23 @@ def local_worker_label() -> str:
     return f"local {socket.gethostname()} pid {os.getpid()}"
 
 
-def rows_for(specs: Sequence[ShardSpec], rows: Sequence[ManifestRow]) -> dict[str, ManifestRow]:
-    """video_id → row for every video the specs name; a video missing from rows, or in two specs, is an error."""
+def rows_for(
+    specs: Sequence[ShardSpec], rows: Sequence[ManifestRow], *, to_run: Sequence[ShardSpec] | None = None
+) -> dict[str, ManifestRow]:
+    """video_id → row; a video in two specs is an error, and so is a video of a shard `to_run` (default:
+    every spec) that has no row. Shards that are only skipped need no rows: a finished shard may hold
+    videos the current rows leave out (a rerun with a smaller `--limit`)."""
     by_id = {row.video_id: row for row in rows}
     seen: set[str] = set()
     for spec in specs:
-        missing = [v for v in spec.video_ids if v not in by_id]
-        if missing:
-            raise ValueError(f"shard {spec.shard_id}: video(s) {missing[:5]} are not in the rows given")
         twice = seen.intersection(spec.video_ids)
         if twice:
             raise ValueError(f"shard {spec.shard_id}: video(s) {sorted(twice)[:5]} are in another shard too")
         seen.update(spec.video_ids)
+    for spec in specs if to_run is None else to_run:
+        missing = [v for v in spec.video_ids if v not in by_id]
+        if missing:
+            raise ValueError(f"shard {spec.shard_id}: video(s) {missing[:5]} are not in the rows given")
     return by_id
 
 
@@ -107,7 +112,6 @@ def run_shards(
     if engine not in ("local", "ray"):
         raise ValueError(f"unknown engine {engine!r} (local | ray)")
     out_dir = Path(os.path.abspath(out_dir))
-    by_id = rows_for(specs, rows)
     run_id = run_id or uuid.uuid4().hex[:12]
     started = time.perf_counter()
     fingerprint = annotation_fingerprint(settings)
@@ -124,6 +128,7 @@ def run_shards(
         skipped.append(manifest)
     if stale and not settings.engine.redo_stale:
         raise StaleShardsError(out_dir, stale, fingerprint)
+    by_id = rows_for(specs, rows, to_run=todo)
     if on_shard_done is not None:
         for manifest in skipped:
             on_shard_done(ShardResult(shard_id=manifest.shard_id, status="skipped", videos=len(manifest.video_ids),
