@@ -44,14 +44,16 @@ from trainer.config import (
     tiny_qwen2_config,
     tiny_siglip_config,
     tokens_per_side,
+    vision_layers_run,
 )
 
 NOMINAL_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 SDPA_BACKENDS = {"auto": None, "cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION",
                  "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
-GOAL_SCORE_OVER_FLOOR = 1.3
 SELECT_LAYER = -2  # LLaVA-style penultimate-layer features, as the production preset
+GOAL_SCORE_OVER_FLOOR = 1.3
 GOAL_TRAIN_MFU = 0.55
+COMPILE_MODES = {"off": [False], "on": [True], "both": [False, True]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--compile",
         default="off",
-        choices=["off", "on", "both"],
+        choices=sorted(COMPILE_MODES),
         help="torch.compile each transformer block: off, on, or both (one figure each)",
     )
     parser.add_argument(
@@ -125,7 +127,7 @@ def lm_flops(cfg: dict, seq: int, with_embeddings: bool = False) -> float:
 def vit_flops(cfg: dict, images: int, select_layer: int = -1) -> float:
     """Forward FLOPs of the layers a SigLIP tower runs up to `select_layer` (the rest are cut off)."""
     h, inter, depth = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
-    layers = depth + 1 + select_layer if select_layer < 0 else select_layer
+    layers = vision_layers_run(depth, select_layer)
     tokens = (cfg["image_size"] // cfg["patch_size"]) ** 2
     per_layer = 4 * h * h + 2 * h * inter
     patch = 2.0 * tokens * 3 * cfg["patch_size"] ** 2 * h
@@ -217,8 +219,7 @@ def build(
 
 def score_settings(args) -> list[tuple[bool, str]]:
     """(compile, sdpa backend) pairs, eager ones first: compiling is one-way for a built model."""
-    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    return [(c, b) for c in compiles for b in args.sdpa_backend]
+    return [(c, b) for c in COMPILE_MODES[args.compile] for b in args.sdpa_backend]
 
 
 def bench_score(args, device, rate, vision_cfg, text_cfg) -> list[dict]:
@@ -317,8 +318,7 @@ def bench_question_batching(args, model, feats, text_cfg, backend, device) -> di
 
 def train_settings(args) -> list[tuple[bool, bool, str]]:
     """(gradient checkpointing, compile, sdpa backend) triples."""
-    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    return [(ck, c, b) for c in compiles for ck in (False, True) for b in args.sdpa_backend]
+    return [(ck, c, b) for c in COMPILE_MODES[args.compile] for ck in (False, True) for b in args.sdpa_backend]
 
 
 def bench_train(args, device, rate, vision_cfg, text_cfg, checkpointing: bool, compile_blocks: bool = False,

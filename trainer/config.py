@@ -29,6 +29,12 @@ QWEN2_1_5B = "Qwen/Qwen2-1.5B-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def vision_layers_run(depth: int, select_layer: int) -> int:
+    """How many of a `depth`-layer vision tower's layers produce `hidden_states[select_layer]`
+    (index 0 is the embeddings; -1 is the last layer)."""
+    return depth + 1 + select_layer if select_layer < 0 else select_layer
+
+
 def tokens_per_side(num_frames: int, budget: int, grid: int) -> int:
     """Side s of the pooled s×s token grid of each frame: floor(sqrt(budget / T)), clamped to [1, grid]."""
     if num_frames <= 0:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.config import SelectorConfig, tokens_per_side
+from trainer.config import SelectorConfig, tokens_per_side, vision_layers_run
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class SiglipEncoder(VisionEncoder):
             return  # the last layer's post-normed output: the tower as built
         layers = self.tower.encoder.layers
         depth = len(layers)
-        keep = depth + 1 + self.select_layer if self.select_layer < 0 else self.select_layer
+        keep = vision_layers_run(depth, self.select_layer)
         if not 0 <= keep <= depth:
             raise ValueError(f"select_layer {self.select_layer} is outside a {depth}-layer vision tower")
         self.tower.encoder.layers = nn.ModuleList(list(layers)[:keep])

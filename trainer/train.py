@@ -357,6 +357,7 @@ def _train(
 
     use_bf16 = config.bf16 and info.device.type == "cuda"
     sharded = config.strategy == "fsdp" and info.enabled
+    strategy = config.strategy if info.enabled else "single"  # what checkpoints and the model record
     if sharded:  # after the features are cached: the vision encoder stays whole (see trainer/sharding.py)
         shard_selector(model, info.device, info.world, use_bf16)
     if config.compile:  # after sharding, as FSDP2 asks
@@ -436,7 +437,7 @@ def _train(
             "epoch": step * config.grad_accum / micro_per_epoch,
             "data_version": version,
             "world_size": info.world,
-            "strategy": config.strategy if info.enabled else "single",
+            "strategy": strategy,
             "seed": config.seed,
             "last_loss": loss,
             "train_config": config.to_dict(),
@@ -529,7 +530,7 @@ def _train(
                 "train_samples": len(examples),
                 "steps": step,
                 "world_size": info.world,
-                "strategy": config.strategy if info.enabled else "single",
+                "strategy": strategy,
                 "final_loss": last_loss,
                 "train_config": config.to_dict(),
                 "encoder_id": model.encoder_id(),

@@ -4,8 +4,6 @@ whose frames encode their own index, and a small trained checkpoint."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -43,36 +41,9 @@ def read_index(frame: np.ndarray) -> int:
 
 
 def write_index_video(path: Path, fps: int, num_frames: int, width: int = 96, height: int = 64) -> Path:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        pytest.skip("ffmpeg is not installed")
-    raw = b"".join(index_frame(i, width, height).tobytes() for i in range(num_frames))
-    cmd = [
-        ffmpeg,
-        "-y",
-        "-loglevel",
-        "error",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-s",
-        f"{width}x{height}",
-        "-r",
-        str(fps),
-        "-i",
-        "-",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-crf",
-        "12",
-        "-g",
-        "25",
-        str(path),
-    ]
-    subprocess.run(cmd, input=raw, check=True)
+    from vidthinker.synth import encode_video
+
+    encode_video((index_frame(i, width, height) for i in range(num_frames)), path, width, height, fps)
     return path
 
 

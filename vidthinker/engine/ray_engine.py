@@ -158,19 +158,18 @@ def worker_count(settings: Settings, shards: int) -> int:
     """
     e = settings.engine
     resources = ray.cluster_resources()
-    if e.gpus_per_worker > 0:
-        total = float(resources.get("GPU", 0.0))
-        if total + 1e-9 < e.gpus_per_worker:
-            raise EngineUnavailable(
-                f"engine.gpus_per_worker={e.gpus_per_worker:g} but the Ray cluster has {total:g} GPUs: "
-                "start GPU nodes (ray start --num-gpus N) or set engine.gpus_per_worker=0"
-            )
+    gpus = float(resources.get("GPU", 0.0))
+    if e.gpus_per_worker > 0 and gpus + 1e-9 < e.gpus_per_worker:
+        raise EngineUnavailable(
+            f"engine.gpus_per_worker={e.gpus_per_worker:g} but the Ray cluster has {gpus:g} GPUs: "
+            "start GPU nodes (ray start --num-gpus N) or set engine.gpus_per_worker=0"
+        )
     if e.workers is not None:
         wanted = e.workers
     else:
         wanted = max(1, math.floor(float(resources.get("CPU", 1.0)) / e.cpus_per_worker + 1e-9))
         if e.gpus_per_worker > 0:
-            wanted = min(wanted, max(1, math.floor(float(resources.get("GPU", 0.0)) / e.gpus_per_worker + 1e-9)))
+            wanted = min(wanted, max(1, math.floor(gpus / e.gpus_per_worker + 1e-9)))
     return max(1, min(wanted, shards))
 
 
