@@ -18,6 +18,7 @@ __all__ = [
     "ChatReply",
     "ChatRequest",
     "ContentPart",
+    "EndpointDown",
     "ImageEmbedder",
     "ImagePart",
     "Message",
@@ -29,6 +30,7 @@ __all__ = [
     "TextPart",
     "Usage",
     "VideoPart",
+    "http_status_transient",
     "l2_normalise",
 ]
 
@@ -237,7 +239,13 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 # --------------------------------------------------------------------------- errors
 class ModelError(Exception):
-    """Base of all model errors. Messages name the endpoint and model, never credentials."""
+    """Base of all model errors. Messages name the endpoint and model, never credentials.
+
+    ``transient`` says whether the failure belongs to the endpoint/infrastructure (a rerun may
+    succeed: timeouts, 429/5xx after retries, connection errors, auth refusals, an open circuit)
+    rather than to the input or the model's reply (permanent)."""
+
+    transient: bool = False
 
     def __init__(self, message: str, *, endpoint: str | None = None, model: str | None = None):
         self.endpoint = endpoint
@@ -253,9 +261,18 @@ class ModelError(Exception):
 class ModelUnavailable(ModelError):
     """Endpoint unreachable, model not served, or authentication refused."""
 
+    transient = True
+
+
+class EndpointDown(ModelUnavailable):
+    """The client's circuit breaker opened after consecutive transient failures and stayed open
+    past its wait (``models.circuit_open_s``): the endpoint is down, stop dispatching work."""
+
 
 class ModelTimeout(ModelError):
     """The request did not complete within the timeout, after all retries."""
+
+    transient = True
 
 
 class ModelHTTPError(ModelError):
@@ -267,10 +284,25 @@ class ModelHTTPError(ModelError):
         self.status_code = status_code
         super().__init__(message, endpoint=endpoint, model=model)
 
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        """408/429/5xx (the server or its load) and 401/403 (credentials are infrastructure, not
+        input) are transient; other 4xx reject the request itself and are permanent."""
+        return http_status_transient(self.status_code)
+
+
+def http_status_transient(status: int) -> bool:
+    """Whether an HTTP error status is an endpoint/infrastructure failure (see ModelHTTPError)."""
+    return status in (401, 403, 408, 429) or status >= 500
+
 
 class ModelReplyError(ModelError):
     """The reply could not be used: not JSON / not matching the schema after the repair retry,
-    or a refusal. ``raw_text`` holds the last reply text, ``raw_texts`` every attempt's."""
+    cut off by max_tokens (``finish_reason == "length"``), or a refusal. Permanent
+    (``transient`` is False). ``raw_text`` holds the last reply text, ``raw_texts`` every
+    attempt's."""
+
+    transient = False
 
     def __init__(
         self,
