@@ -19,6 +19,7 @@ __all__ = [
     "ChatRequest",
     "ContentPart",
     "EndpointDown",
+    "EndpointMismatch",
     "ImageEmbedder",
     "ImagePart",
     "Message",
@@ -267,6 +268,14 @@ class ModelUnavailable(ModelError):
 class EndpointDown(ModelUnavailable):
     """The client's circuit breaker opened after consecutive transient failures and stayed open
     past its wait (``models.circuit_open_s``): the endpoint is down, stop dispatching work."""
+
+
+class EndpointMismatch(ModelUnavailable):
+    """The endpoint serves the model but cannot take the requests these settings produce (its
+    context length or its media-per-prompt limit is too small): a deployment or configuration
+    mismatch that a rerun will not fix, so not transient."""
+
+    transient = False
 
 
 class ModelTimeout(ModelError):
