@@ -371,22 +371,40 @@ def export(
 
 @app.command()
 def validate(
-    path: Annotated[Path, typer.Argument(help="Parquet file to check.")],
+    paths: Annotated[list[Path], typer.Argument(help="Parquet files, shard folders or run folders (with shards/) to check.")],
     table: Annotated[str, typer.Option(help="Expected table: ManifestRow, ClipPlan, ClipCaption, ClipRetrieval, FrameLocalization, VideoITGRecord.")] = "VideoITGRecord",
 ) -> None:
-    """Check a parquet file against the data contract (schema and every row)."""
-    import pyarrow.parquet as pq
+    """Check parquet files or whole run folders against the data contract, shard by shard.
 
-    from vidthinker.schema import TABLE_MODELS, iter_rows
+    Every row is validated; record shards are also checked against their manifests (counts, videos,
+    content hash). Every bad file is listed with the reason; exit 1 when any is bad.
+    """
+    from vidthinker.schema import TABLE_MODELS
+    from vidthinker.validate import validate_paths
 
     model = TABLE_MODELS.get(table)
     if model is None:
         raise _fail(f"--table {table!r}: unknown table; known: {sorted(TABLE_MODELS)}")
+
+    def report(check) -> None:
+        if not check.ok:
+            console.print(f"[bold red]bad:[/] {escape(str(check.path))}: {escape(check.problem)}", highlight=False, soft_wrap=True)
+
     try:
-        count = sum(1 for _ in iter_rows(pq.read_table(path), model, source=str(path)))
-    except (SchemaError, OSError) as error:
-        raise _fail(str(error), ExitCode.FAILED) from None
-    out.print(f"{path}: {count} valid {table} rows")
+        result = validate_paths(paths, model, on_file=report)
+    except SchemaError as error:
+        raise _fail(str(error)) from None
+    for skipped in result.skipped:
+        console.print(f"skipped {escape(str(skipped))}: a shard manifest, not a parquet input", highlight=False, soft_wrap=True)
+    bad = result.bad
+    if len(result.files) == 1 and not bad:
+        out.print(f"{result.files[0].path}: {result.rows} valid {table} rows")
+    else:
+        checked = sum(1 for f in result.files if f.manifest)
+        out.print(f"{len(result.files) - len(bad)} of {len(result.files)} files good: {result.rows} valid {table} rows"
+                  + (f", {checked} matched against their manifests" if checked else ""))
+    if bad:
+        raise _fail(f"{len(bad)} bad file(s), listed above", ExitCode.FAILED)
 
 
 # --------------------------------------------------------------------------- config
