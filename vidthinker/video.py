@@ -35,7 +35,10 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
 import struct
+import subprocess
+import sys
 import threading
 import urllib.parse
 import urllib.request
@@ -59,6 +62,7 @@ __all__ = [
     "VideoError",
     "VideoInfo",
     "VideoNotFound",
+    "UnreadableVideo",
     "VideoPathNotAllowed",
     "check_allowed",
     "decode_frames",
@@ -115,6 +119,10 @@ class VideoNotFound(VideoError):
     """The file does not exist."""
 
 
+class UnreadableVideo(VideoError):
+    """The path cannot be resolved or stat'ed: a symbolic link loop, permission denied, an I/O error."""
+
+
 class VideoPathNotAllowed(VideoError):
     """The path (after resolving symlinks and ``..``) is outside the allowed roots."""
 
@@ -169,7 +177,12 @@ def check_allowed(path: PathLike, allowed_roots: Iterable[PathLike] | PathLike |
     refused. Raises ``VideoPathNotAllowed`` (or ``UnsupportedVideo`` for remote URIs). The file need not
     exist: refusing before looking keeps the answer from revealing what exists outside the roots.
     """
-    resolved = Path(os.path.abspath(_local_path(path))).resolve()
+    try:
+        resolved = Path(os.path.abspath(_local_path(path))).resolve()
+    except RuntimeError:  # Python < 3.13 raises this for a symlink loop (3.13 leaves it to stat: ELOOP)
+        raise UnreadableVideo(path, "cannot resolve the path: symbolic link loop") from None
+    except OSError as err:
+        raise UnreadableVideo(path, f"cannot resolve the path ({err.strerror or err})") from None
     if allowed_roots is None:
         return resolved
     if isinstance(allowed_roots, (str, os.PathLike)):
@@ -335,8 +348,8 @@ def probe(path: PathLike, *, allowed_roots: Iterable[PathLike] | PathLike | None
         st = resolved.stat()
     except FileNotFoundError:
         raise VideoNotFound(path, "file not found") from None
-    except OSError as err:
-        raise VideoError(path, f"cannot access the file ({err.strerror})") from None
+    except OSError as err:  # ELOOP, EACCES, EIO: this row's error, not the manifest's
+        raise UnreadableVideo(path, f"cannot access the file ({err.strerror or err})") from None
     if resolved.is_dir():
         raise NotAVideo(path, "is a directory, not a video file")
     if st.st_size == 0:
@@ -345,7 +358,7 @@ def probe(path: PathLike, *, allowed_roots: Iterable[PathLike] | PathLike | None
         with resolved.open("rb") as f:
             head = f.read(512)
     except OSError as err:
-        raise VideoError(path, f"cannot read the file ({err.strerror})") from None
+        raise UnreadableVideo(path, f"cannot read the file ({err.strerror})") from None
     kind = _sniff_container(head)
     declares_video = False
     if kind == "MP4/MOV":
@@ -869,44 +882,65 @@ class DecodeWorker:
     """A reusable child process that runs decode calls with a time limit.
 
     One call at a time (a lock serialises threads); create several workers for parallel decoding. The
-    process starts on first use ("spawn": no inherited locks or FFmpeg state), is killed on a timeout, and
-    is replaced on the next call after a crash or a kill.
+    process starts on first use as ``python -m vidthinker.video_worker`` (``subprocess``, not
+    ``multiprocessing``: no inherited locks or FFmpeg state, and the parent's ``__main__`` script, e.g.
+    the ``airflow`` entry point inside a task, is never re-run; see ``vidthinker.childproc``) with a
+    minimal environment. It is killed on a timeout and replaced on the next call after a crash or a kill.
+    ``python`` picks another interpreter (default: this one); ``start_method`` is accepted for
+    compatibility and ignored.
     """
 
-    def __init__(self, *, start_method: str = "spawn", start_timeout_s: float = 120.0) -> None:
-        self._context = multiprocessing.get_context(start_method)
+    def __init__(
+        self, *, start_method: str | None = None, start_timeout_s: float = 120.0, python: str | None = None
+    ) -> None:
+        del start_method  # the child is always a fresh interpreter running vidthinker.video_worker
+        self._python = python
         self._start_timeout_s = start_timeout_s
         self._lock = threading.Lock()
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._conn: multiprocessing.connection.Connection | None = None
         self._owner = os.getpid()
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None and self._process.is_alive() else None
+        return self._process.pid if self._process is not None and self._process.poll() is None else None
 
     def _start(self) -> multiprocessing.connection.Connection:
         if self._owner != os.getpid():
             # A forked copy of this object: the process and pipe belong to the parent; leave them be.
             self._process = self._conn = None
             self._owner = os.getpid()
-        if self._process is not None and self._process.is_alive() and self._conn is not None:
+        if self._process is not None and self._process.poll() is None and self._conn is not None:
             return self._conn
         self._discard()
-        parent_conn, child_conn = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=_worker_main, args=(child_conn,), daemon=True, name="vidthinker-decode"
-        )
-        process.start()
-        child_conn.close()
+        from vidthinker import childproc
+
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [self._python or childproc.python_executable(), "-m", "vidthinker.video_worker",
+                 str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # the worker prints nothing; FFmpeg/decord warnings go to stderr
+                pass_fds=(theirs.fileno(),),
+                env=childproc.minimal_environment(),
+                cwd=os.getcwd() if os.path.isdir(os.getcwd()) else None,
+            )  # fmt: skip
+        except OSError as err:
+            ours.close()
+            raise RuntimeError(f"decode worker could not start ({err})") from None
+        finally:
+            theirs.close()
+        parent_conn = multiprocessing.connection.Connection(ours.detach())
         self._process, self._conn = process, parent_conn
         try:
+            parent_conn.send(("sys.path", [p for p in sys.path if isinstance(p, str)]))
             if not parent_conn.poll(self._start_timeout_s):
                 raise RuntimeError(f"decode worker did not start within {self._start_timeout_s:g} s")
             parent_conn.recv()
         except (EOFError, OSError) as err:
-            self._discard()
-            raise RuntimeError(f"decode worker died while starting ({err!r})") from None
+            code = self._discard()
+            raise RuntimeError(f"decode worker died while starting ({err!r}, exit code {code})") from None
         except RuntimeError:
             self._discard()
             raise
@@ -920,10 +954,12 @@ class DecodeWorker:
             conn.close()
         if process is None:
             return None
-        if process.is_alive():
+        if process.poll() is None:
             process.kill()
-        process.join(5)
-        return process.exitcode
+        try:
+            return process.wait(5)
+        except subprocess.TimeoutExpired:
+            return None
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout_s: float) -> Any:
         """Run ``fn(*args)`` in the worker (fn must be importable by name); re-raise its exceptions.
