@@ -236,7 +236,11 @@ class LlamaServer:
 
     def _spawn_and_wait(self) -> None:
         assert self._log_path is not None
-        env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "VIDTHINKER_API_KEY")}
+        from vidthinker.childproc import child_environment
+
+        # `python -m llama_cpp.server`: a fixed entry (never the parent's __main__), without API keys or an
+        # Airflow task's variables (see vidthinker/childproc.py)
+        env = child_environment()
         # llama.cpp's OpenMP threads spin while idle by default, starving the decoder and embedder.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         with open(self._log_path, "wb") as log:

@@ -282,7 +282,11 @@ def train_distributed(shards: str | Path, out: Path, cfg, nproc: int, device: st
         command += ["--device", device]
     log.info("training on %d processes: %s", nproc, " ".join(command))
     # plain tracebacks from the processes: their last line ("[rankN]: SomeError: why") is the cause
-    env = {**os.environ, "_TYPER_STANDARD_TRACEBACK": "1"}
+    # `python -m torch.distributed.run -m vidthinker.cli`: fixed entries, never the task's `airflow`
+    # script, and without the task's Airflow variables or API keys (see vidthinker/childproc.py)
+    from vidthinker.childproc import child_environment
+
+    env = child_environment(extra={"_TYPER_STANDARD_TRACEBACK": "1"})
     cause = re.compile(r"^\[rank(\d+)\]:\s*((?:\w+\.)*\w*(?:Error|Exception)\b.*)$")
     started = time.perf_counter()
     tail: list[str] = []
