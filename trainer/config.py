@@ -122,6 +122,7 @@ class TrainConfig:
     log_every_steps: int = 1
     feature_cache_dir: str | None = None  # default <out_dir>/feature_cache
     video_root: str | None = None  # base for relative video paths in records
+    max_missing_videos: float = 0.05  # share of the records' videos that may be missing; more stops the run
     encode_batch_size: int = 32
     progress: bool = True
     resume: bool = True  # continue from the newest checkpoint in out_dir if there is one

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- records → samples
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     sample_id: str
     video: str  # resolved path
@@ -52,6 +52,31 @@ class LoadReport:
     records: int = 0
     skipped_error: int = 0
     skipped_missing_video: int = 0
+    missing_videos: list[str] = field(default_factory=list)  # resolved paths, sorted
+    videos: int = 0  # distinct videos of the good records
+    index_hits: int = 0  # shard indexes read from the cache (the rest were built from the shards)
+
+
+class MissingVideosError(FileNotFoundError):
+    """Too many of the records' videos are not on disk (checked before anything else is loaded)."""
+
+
+# The training index of a record shard: what a sample needs, read with a column projection (no record is
+# validated as a whole: full validation is `vidthinker validate`'s job), and cached next to the shards.
+INDEX_VERSION = "1"
+INDEX_DIR = "_train_index"  # hidden from every shard listing (leading underscore)
+INDEX_COLUMNS = ("video_id", "qa_id", "video", "question", "frame_num", "error")
+_INDEX_SCHEMA = None
+
+
+def _index_schema():
+    import pyarrow as pa
+
+    global _INDEX_SCHEMA
+    if _INDEX_SCHEMA is None:
+        _INDEX_SCHEMA = pa.schema([("sample_id", pa.string()), ("video", pa.string()), ("question", pa.string()),
+                                   ("frame_num", pa.list_(pa.int64()))])
+    return _INDEX_SCHEMA
 
 
 def source_files(source: str | Path) -> list[Path]:
@@ -64,20 +89,35 @@ def source_files(source: str | Path) -> list[Path]:
     visible = lambda p: not any(part.startswith((".", "_")) for part in p.relative_to(source).parts)
     files = sorted(p for p in source.rglob("*.parquet") if visible(p))
     if not files:
-        files = sorted(p for p in source.rglob("*.json") if visible(p))
+        files = sorted(p for p in source.rglob("*.json") if visible(p) and not p.name.endswith(".manifest.json"))
     if not files:
         raise FileNotFoundError(f"{source}: no parquet shards (or VideoITG JSON) found")
     return files
 
 
+def _shard_content_key(path: Path) -> str:
+    """What identifies a record file's content: its shard manifest's content hash (`vidthinker.shards`,
+    read through `read_shard_manifest`) when it has one, else a hash of the file's bytes."""
+    if path.suffix.lower() == ".parquet":
+        from vidthinker.shards import read_shard_manifest
+
+        manifest = read_shard_manifest(path)
+        if manifest is not None and manifest.content_hash:
+            return "manifest:" + manifest.content_hash
+    return "file:" + _video.content_hash(path)
+
+
 def data_version(source: str | Path) -> str:
-    """Hash of the record files (names relative to the source + contents): the trained-on data version."""
+    """Hash of the record files (names relative to the source + content): the trained-on data version.
+
+    A shard's content is its manifest's content hash (no file is read again); files without a manifest
+    (VideoITG JSON, bare parquet) are hashed."""
     source = Path(source)
     digest = hashlib.sha256()
     base = source if source.is_dir() else source.parent
     for path in source_files(source):
         digest.update(str(path.relative_to(base)).encode())
-        digest.update(_video.content_hash(path).encode())
+        digest.update(_shard_content_key(path).encode())
     return "sha256:" + digest.hexdigest()[:32]
 
 
@@ -93,28 +133,91 @@ def _resolve_video(video: str, candidates: Sequence[Path]) -> str:
     return str((candidates[0] / path).resolve()) if candidates else str(path)
 
 
-def _parquet_samples(path: Path, bases: list[Path], report: LoadReport) -> list[Sample]:
-    from vidthinker.schema import VideoITGRecord, read_parquet
-
-    out = []
-    for record in read_parquet(path, VideoITGRecord):
-        report.records += 1
-        if record.error is not None:
-            report.skipped_error += 1
-            continue
-        out.append(
-            Sample(
-                sample_id=f"{record.video_id}/{record.qa_id}",
-                video=_resolve_video(record.video, bases),
-                question=record.question,
-                frame_num=tuple(sorted(set(record.frame_num))),
-                source=path.name,
-            )
-        )
-    return out
+def _index_path(path: Path, key: str) -> Path:
+    digest = hashlib.sha256(f"{INDEX_VERSION}|{key}".encode()).hexdigest()[:20]
+    return path.parent / INDEX_DIR / f"{path.stem}.{digest}.parquet"
 
 
-def _json_samples(path: Path, bases: list[Path], report: LoadReport) -> list[Sample]:
+def _build_index(path: Path):
+    """(index table of the shard's good records, records read, records with an error)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(f"{path}: not a readable parquet file: {error}") from None
+    with handle:
+        names = set(handle.schema_arrow.names)
+        missing = [c for c in INDEX_COLUMNS if c not in names]
+        if missing:
+            raise ValueError(f"{path}: not a record shard: no column(s) {missing}")
+        pieces, records, errors = [], 0, 0
+        for batch in handle.iter_batches(batch_size=65_536, columns=list(INDEX_COLUMNS)):
+            records += batch.num_rows
+            good = batch.filter(pc.is_null(batch.column("error")))
+            errors += batch.num_rows - good.num_rows
+            if not good.num_rows:
+                continue
+            frames = good.column("frame_num").cast(pa.list_(pa.int64()))
+            # validate what training uses: ids, video and question present, frame ids >= 0
+            for name in ("video_id", "qa_id", "video", "question"):
+                column = good.column(name)
+                if column.null_count or pc.any(pc.equal(pc.utf8_length(column), 0)).as_py():
+                    row = pc.index(pc.or_kleene(pc.is_null(column), pc.equal(pc.utf8_length(column), 0)), True).as_py()
+                    raise ValueError(f"{path}: good record {row} of a batch has an empty {name!r}")
+            flat = pc.list_flatten(frames)
+            if len(flat) and pc.min(flat).as_py() < 0:
+                raise ValueError(f"{path}: a record has a negative frame id in frame_num")
+            ids = pc.binary_join_element_wise(good.column("video_id"), good.column("qa_id"), "/")
+            pieces.append(pa.Table.from_arrays([ids, good.column("video"), good.column("question"), frames],
+                                               schema=_index_schema()))
+    table = pa.concat_tables(pieces) if pieces else _index_schema().empty_table()
+    return table, records, errors
+
+
+def _shard_index(path: Path, report: LoadReport):
+    """The shard's index table from the cache when its content key matches, else built (and cached)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    key = _shard_content_key(path)
+    cached = _index_path(path, key)
+    if cached.is_file():
+        try:
+            table = pq.read_table(cached)
+            meta = table.schema.metadata or {}
+            report.records += int(meta[b"records"])
+            report.skipped_error += int(meta[b"errors"])
+            report.index_hits += 1
+            return table
+        except (OSError, KeyError, ValueError, pa.ArrowException):
+            pass  # rebuilt below
+    table, records, errors = _build_index(path)
+    report.records += records
+    report.skipped_error += errors
+    table = table.replace_schema_metadata({"records": str(records), "errors": str(errors), "key": key})
+    try:  # the cache is an optimisation: a read-only shard folder just rebuilds every time
+        cached.parent.mkdir(exist_ok=True)
+        for old in cached.parent.glob(f"{path.stem}.*.parquet"):
+            old.unlink(missing_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, cached)
+    except OSError as error:
+        log.debug("training index of %s not cached: %s", path, error)
+    return table
+
+
+def _parquet_samples(path: Path, report: LoadReport) -> list[tuple[str, str, str, tuple[int, ...], str]]:
+    table = _shard_index(path, report)
+    frames = [tuple(sorted(set(f))) for f in table.column("frame_num").to_pylist()]
+    return list(zip(table.column("sample_id").to_pylist(), table.column("video").to_pylist(),
+                    table.column("question").to_pylist(), frames, [path.name] * table.num_rows))
+
+
+def _json_samples(path: Path, report: LoadReport) -> list[tuple[str, str, str, tuple[int, ...], str]]:
     items = json.loads(path.read_text())
     if isinstance(items, dict):
         items = items.get("data") or items.get("records") or []
@@ -134,16 +237,27 @@ def _json_samples(path: Path, bases: list[Path], report: LoadReport) -> list[Sam
         occurrence = seen.get(rid, 0)
         seen[rid] = occurrence + 1  # released ids repeat across a video's questions
         frames = tuple(sorted({int(f) for f in (item.get("frame_num") or [])}))
-        out.append(
-            Sample(
-                sample_id=f"{rid}-{occurrence}" if occurrence else rid,
-                video=_resolve_video(str(item["video"]), bases),
-                question=str(item["question"]),
-                frame_num=frames,
-                source=path.name,
-            )
-        )
+        out.append((f"{rid}-{occurrence}" if occurrence else rid, str(item["video"]), str(item["question"]), frames,
+                    path.name))
     return out
+
+
+def _check_videos(raw: dict[tuple[str, int], None], bases: Sequence[Sequence[Path]], threads: int = 32
+                  ) -> dict[tuple[str, int], tuple[str, bool]]:
+    """Resolve each distinct (video, base folders) once and stat it, in a thread pool (a stat per video;
+    on a network filesystem the round trips overlap)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[str, int]) -> tuple[str, bool]:
+        resolved = _resolve_video(item[0], bases[item[1]])
+        return resolved, os.path.exists(resolved)
+
+    keys = list(raw)
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(keys)))) as pool:
+        return dict(zip(keys, pool.map(one, keys, chunksize=64)))
+
+
+MISSING_EXAMPLES = 5
 
 
 def load_samples(
@@ -151,25 +265,49 @@ def load_samples(
     video_root: str | Path | None = None,
     report: LoadReport | None = None,
     require_video: bool = True,
+    max_missing_share: float | None = None,
 ) -> list[Sample]:
-    """All good records of a shard folder / parquet file / VideoITG JSON as `Sample`s."""
+    """All good records of a shard folder / parquet file / VideoITG JSON as `Sample`s.
+
+    Parquet shards are read through their training index (video, question, frames; built from a column
+    projection and cached in `<shard folder>/_train_index/`, keyed on the shard manifest's content hash),
+    so a start after the first reads no shard. Videos are checked before samples are made: a stat per
+    distinct video in a thread pool. With `require_video`, samples whose video is missing are skipped and
+    reported; when more than `max_missing_share` of the videos are missing (None: no limit) nothing more
+    is loaded: `MissingVideosError` with examples and the `--video-root` hint.
+    """
     report = report if report is not None else LoadReport()
     source = Path(source)
-    samples: list[Sample] = []
+    rows: list[tuple[str, str, str, tuple[int, ...], str]] = []
+    bases: list[list[Path]] = []  # per file: the folders its relative video paths may be under
+    file_of: list[int] = []
     for path in source_files(source):
         report.files.append(str(path))
-        bases = [Path(video_root)] if video_root else []
-        bases += [path.parent, source if source.is_dir() else source.parent]
-        if path.suffix.lower() == ".parquet":
-            samples.extend(_parquet_samples(path, bases, report))
-        else:
-            samples.extend(_json_samples(path, bases, report))
-    if require_video:
-        kept = [s for s in samples if Path(s.video).exists()]
-        report.skipped_missing_video += len(samples) - len(kept)
-        if len(kept) < len(samples):
-            log.warning("skipped %d samples whose video is missing", len(samples) - len(kept))
-        samples = kept
+        bases.append(([Path(video_root)] if video_root else []) + [path.parent, source if source.is_dir() else source.parent])
+        part = _parquet_samples(path, report) if path.suffix.lower() == ".parquet" else _json_samples(path, report)
+        rows += part
+        file_of += [len(bases) - 1] * len(part)
+    checked = _check_videos(dict.fromkeys(zip((r[1] for r in rows), file_of)), bases)
+    missing = sorted({resolved for resolved, exists in checked.values() if not exists})
+    report.videos = len({resolved for resolved, _ in checked.values()})
+    report.missing_videos = missing
+    if missing and require_video:
+        hint = ("pass --video-root (train.video_root) with the folder the records' relative video paths are under"
+                if not video_root else f"check --video-root {video_root}")
+        examples = ", ".join(missing[:MISSING_EXAMPLES]) + (" ..." if len(missing) > MISSING_EXAMPLES else "")
+        message = (f"{source}: {len(missing)} of {report.videos} videos of the records are missing, e.g. {examples}; "
+                   f"{hint}")
+        if max_missing_share is not None and len(missing) > max_missing_share * report.videos:
+            raise MissingVideosError(message + f" (more than {max_missing_share:.0%} missing: stopping before "
+                                     "loading anything else)")
+        log.warning("%s; their samples are skipped", message)
+    samples: list[Sample] = []
+    for (sample_id, video, question, frames, name), index in zip(rows, file_of):
+        resolved, exists = checked[(video, index)]
+        if require_video and not exists:
+            report.skipped_missing_video += 1
+            continue
+        samples.append(Sample(sample_id, resolved, question, frames, name))
     return samples
 
 

@@ -304,6 +304,16 @@ def _train(
     random.seed(config.seed)
     np.random.seed(config.seed)
 
+    # data first (the shards' training index and a stat per video): missing videos stop the run before a
+    # model is built or any feature is computed
+    report = LoadReport()
+    samples = load_samples(shards_dir, config.video_root, report, max_missing_share=config.max_missing_videos)
+    if not samples:
+        raise ValueError(
+            f"{shards_dir}: no usable records ({report.records} read, {report.skipped_error} with "
+            f"errors, {report.skipped_missing_video} with missing videos)"
+        )
+
     resume_from = latest_checkpoint(out_dir) if config.resume else None
     if resume_from is not None:
         model = FrameSelector.from_pretrained(resume_from)
@@ -318,13 +328,6 @@ def _train(
     cap = int(config.max_frames or model.config.max_frames)
 
     # ---- data
-    report = LoadReport()
-    samples = load_samples(shards_dir, config.video_root, report)
-    if not samples:
-        raise ValueError(
-            f"{shards_dir}: no usable records ({report.records} read, {report.skipped_error} with "
-            f"errors, {report.skipped_missing_video} with missing videos)"
-        )
     version = data_version(shards_dir)
     failures: dict[str, str] = {}
     examples = build_examples(samples, model, cap, model.config.grid_fps, failures)

@@ -15,7 +15,9 @@ from trainer import _video
 from trainer.config import tiny_config
 from trainer.data import (
     FeatureCache,
+    INDEX_DIR,
     LoadReport,
+    MissingVideosError,
     VideoFeatures,
     build_examples,
     data_version,
@@ -124,6 +126,69 @@ def test_data_version_tracks_shard_contents(tmp_path, shards):
     assert data_version(copy) == data_version(shards)
     (copy / "part-00001.parquet").write_bytes((copy / "part-00001.parquet").read_bytes() + b"\0")
     assert data_version(copy) != data_version(shards)
+
+
+def _record(video: str, video_id: str, qa: str, frames=(1,), error=None):
+    import datetime as dt
+
+    from vidthinker.schema import Provenance, VideoITGRecord
+
+    return VideoITGRecord(
+        id=f"{video_id}/{qa}", video=video, question=f"where is {qa}?", answer="", frame_num=list(frames),
+        video_id=video_id, qa_id=qa, error=error, error_stage="retrieve" if error else None,
+        provenance=Provenance(pipeline_version="0", clip_seconds=5, grid_fps=1,
+                              created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+
+
+def test_shard_index_is_cached_on_the_manifest_hash(tmp_path, video30, monkeypatch):
+    from trainer import data as D
+    from vidthinker.shards import write_shard
+
+    folder = tmp_path / "shards"
+    write_shard([_record(str(video30), "a", "q0", (3, 1)), _record(str(video30), "a", "q1", error="Timeout: x")],
+                folder / "s0.parquet")
+    write_shard([_record(video30.name, "b", "q0", (2,))], folder / "s1.parquet")
+    first = LoadReport()
+    samples = load_samples(folder, video_root=video30.parent, report=first)
+    assert [(s.sample_id, s.video, s.frame_num) for s in samples] == [
+        ("a/q0", str(video30), (1, 3)), ("b/q0", str(video30), (2,))]
+    assert (first.records, first.skipped_error, first.index_hits, first.videos) == (3, 1, 0, 1)
+    assert len(list((folder / INDEX_DIR).glob("*.parquet"))) == 2
+    version = data_version(folder)
+
+    # a warm start reads the cached index only: no shard is opened, and the manifests give the version
+    monkeypatch.setattr(D, "_build_index", lambda path: pytest.fail(f"{path} read again"))
+    monkeypatch.setattr(D._video, "content_hash", lambda path: pytest.fail(f"{path} hashed again"))
+    again = LoadReport()
+    assert load_samples(folder, video_root=video30.parent, report=again) == samples
+    assert (again.records, again.skipped_error, again.index_hits) == (3, 1, 2)
+    assert data_version(folder) == version
+    monkeypatch.undo()
+
+    # a shard rewritten with other records: a new version, and its index is rebuilt (the other one is not)
+    write_shard([_record(video30.name, "b", "q0", (4,))], folder / "s1.parquet")
+    assert data_version(folder) != version
+    third = LoadReport()
+    assert [s.frame_num for s in load_samples(folder, video_root=video30.parent, report=third)] == [(1, 3), (4,)]
+    assert third.index_hits == 1 and len(list((folder / INDEX_DIR).glob("*.parquet"))) == 2
+
+
+def test_missing_videos_are_found_first_with_examples_and_the_hint(tmp_path, video30):
+    from vidthinker.shards import write_shard
+
+    folder = tmp_path / "shards"
+    records = [_record(f"clips/v{i}.mp4", f"v{i}", "q0") for i in range(3)] + [_record(str(video30), "ok", "q0")]
+    write_shard(records, folder / "s0.parquet")
+    with pytest.raises(MissingVideosError) as caught:
+        load_samples(folder, max_missing_share=0.5)
+    message = str(caught.value)
+    assert "3 of 4 videos of the records are missing" in message
+    assert str(folder / "clips" / "v0.mp4") in message and "--video-root" in message
+    # under the limit: the samples of missing videos are skipped and reported
+    report = LoadReport()
+    samples = load_samples(folder, report=report, max_missing_share=0.8)
+    assert [s.sample_id for s in samples] == ["ok/q0"]
+    assert report.skipped_missing_video == 3 and len(report.missing_videos) == 3
 
 
 def test_feature_cache_reuses_features_and_measures_saving(tmp_path, shards, capsys):
