@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from trainer.config import SelectorConfig, TrainConfig, tiny_config
-from trainer.data import FeatureCache, VideoFeatures, build_examples, data_version, load_samples
+from trainer.data import FeatureCache, MissingVideosError, VideoFeatures, build_examples, data_version, load_samples
 from trainer.model import FrameSelector
 from trainer.train import evaluate_loss, latest_checkpoint, train
 
@@ -164,7 +164,9 @@ def test_bad_records_and_videos_are_skipped(tmp_path, shards, cache_dir):
     missing = records[2].model_copy(update={"qa_id": "missing", "video": str(tmp_path / "nope.mp4")})
     data = tmp_path / "data"
     write_parquet(records[:4] + [bad_video, missing], VideoITGRecord, data / "part-0.parquet")
-    result = train(data, tmp_path / "run", config(cache_dir, max_steps=2))
+    with pytest.raises(MissingVideosError, match="--video-root"):  # 1 of the 3-4 videos: above the 5% default
+        train(data, tmp_path / "run", config(cache_dir, max_steps=2))
+    result = train(data, tmp_path / "run", config(cache_dir, max_steps=2, max_missing_videos=0.5))
     assert result.completed
     assert result.skipped == {
         "error_records": sum(r.error is not None for r in records[:4]),
