@@ -80,7 +80,7 @@ def test_import_and_export_round_trip(tmp_path):
     assert invoke("import", tmp_path / "p.json", "--format", "videoitg-json", "--out", tmp_path / "s/shard.parquet").exit_code == 0
     result = invoke("export", "--shards", tmp_path / "s", "--format", "videoitg-json", "--out", tmp_path / "out.json")
     assert result.exit_code == 0 and "exported 1 records" in flat(result)
-    assert json.loads((tmp_path / "out.json").read_text()) == [{**public[0], "frame_num": [1, 3]}]
+    assert json.loads((tmp_path / "out.json").read_text()) == [{**public[0], "frame_num": [1, 3], "motion": "No", "existence": "Yes"}]
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path):

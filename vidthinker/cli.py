@@ -328,22 +328,25 @@ class ExportFormat(StrEnum):
 
 @app.command("import")
 def import_(
-    source: Annotated[Path, typer.Argument(help="File to import.")],
+    source: Annotated[Path, typer.Argument(help="File to import; for llava-video also a folder (every *_qa_processed.json under it).")],
     fmt: Annotated[ImportFormat, typer.Option("--format", "-f", help="llava-video → manifest; videoitg-json → records.")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Manifest (.jsonl/.parquet) or records shard (.parquet).")],
-    video_root: Annotated[Optional[Path], typer.Option(help="Folder that relative video paths are under.")] = None,
+    video_root: Annotated[Optional[Path], typer.Option(help=(
+        "llava-video: the folder the items' video paths are relative to (default: each file's own folder, "
+        "the subset folder of the release; for a source folder, DIR mirrors it: DIR/<subset>/<video>). "
+        "videoitg-json: joined onto the rows' relative video paths (default: kept as released)."))] = None,
 ) -> None:
-    """Import LLaVA-Video-178K conversations as a manifest, or public VideoITG-40K JSON as records."""
+    """Import LLaVA-Video-178K QA files (as released) as a manifest, or VideoITG-40K JSON as records."""
     from vidthinker import formats
     from vidthinker.schema import VideoITGRecord, write_parquet
 
     try:
         if fmt is ImportFormat.llava_video:
-            rows = formats.import_llava_video(source)
-            if video_root is not None:
-                rows = [r.model_copy(update={"video": str(video_root / r.video)}) if not Path(r.video).is_absolute() else r for r in rows]
+            files = formats.llava_video_files(source)
+            rows = formats.import_llava_video(source, video_root=video_root)
             formats.write_manifest(rows, out_file)
-            out.print(f"imported {sum(len(r.qa) for r in rows)} QA pairs over {len(rows)} videos → {out_file}")
+            out.print(f"imported {sum(len(r.qa) for r in rows)} QA pairs over {len(rows)} videos "
+                      f"from {len(files)} file(s) → {out_file}")
         else:
             records = formats.import_videoitg_json(source, video_root=video_root)
             write_parquet(records, VideoITGRecord, out_file)
@@ -358,15 +361,29 @@ def export(
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.videoitg_json,
     out_file: Annotated[Path, typer.Option("--out", "-o", help="File to write.")] = Path("videoitg.json"),
     include_errors: Annotated[bool, typer.Option(help="Also export records that carry an error.")] = False,
+    video_root: Annotated[Optional[Path], typer.Option(help=(
+        "Write video paths relative to this folder, as the release does (pass the folder that holds "
+        "LLaVA-Video-178K/); a video outside it is an error."))] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help=(
+        "Use this manifest's folder as --video-root (relative manifest paths are relative to it)."))] = None,
 ) -> None:
-    """Export record shards in the public VideoITG-40K JSON format (its exact columns)."""
+    """Export record shards as VideoITG-40K JSON: its exact columns and values ("Yes"/"No", relative videos)."""
     from vidthinker.formats import export_videoitg_json, iter_records
 
+    if video_root is not None and manifest is not None:
+        raise _fail("give --video-root or --manifest, not both")
+    root = video_root if manifest is None else manifest.absolute().parent
+    absolute: list[str] = []
     try:
-        count = export_videoitg_json(iter_records(shards), out_file, include_errors=include_errors)
+        count = export_videoitg_json(iter_records(shards), out_file, include_errors=include_errors,
+                                     video_root=root, absolute=absolute)
     except SchemaError as error:
         raise _fail(str(error)) from None
     out.print(f"exported {count} records → {out_file}")
+    if absolute:
+        console.print(f"[yellow]warning[/] {len(absolute)} records keep an absolute local video path "
+                      f"(e.g. {escape(absolute[0])}), which resolves on this machine only; pass --video-root DIR "
+                      "to write them relative to DIR like the release", highlight=False)
 
 
 @app.command()

@@ -8,7 +8,9 @@ back in as records. Every reader names the file and row of the first thing it ca
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -99,55 +101,171 @@ def write_manifest(rows: Iterable[ManifestRow], path: str | Path) -> Path:
 
 
 # --------------------------------------------------------------------------- LLaVA-Video-178K import
+#
+# The release (HF dataset lmms-lab/LLaVA-Video-178K) has one folder per subset, e.g. `0_30_s_nextqa/`,
+# holding `<subset>_{mc,oe}_qa_processed.json` (and `<subset>_cap_processed.json`, detailed captions)
+# next to the video tarballs that unpack into that folder. Each file is a JSON list with ONE ITEM PER
+# QA PAIR: `{"id", "conversations": [{"from": "human", "value": "<image>\n..."}, {"from": "gpt", ...}],
+# "data_source": "<subset>", "video": "<path relative to the subset folder>"}`; the items about one
+# video share `id` (e.g. "1006-8968804598" for `NextQA/NExTVideo/1006/8968804598.mp4`). The loader that
+# trains on these files, LazySupervisedDataset in LLaVA-VL/LLaVA-NeXT `llava/train/train.py`, joins
+# `video` onto its `--video_folder` (os.path.join), and its `preprocess_multimodal` moves a lone `<image>`
+# token to the front of a turn: the token marks where the frames go and is not part of the question.
 
-_MEDIA_TOKEN = re.compile(r"^\s*(<video>|<image>)\s*\n?|\s*(<video>|<image>)\s*$")
+LLAVA_QA_GLOB = "*_qa_processed.json"
+_MEDIA_TOKEN = re.compile(r"<(?:image|video)>\n?")
 
 
 def _clean_turn(text: str) -> str:
+    """A human turn without its `<image>`/`<video>` tokens (wherever they stand) and outer whitespace."""
     return _MEDIA_TOKEN.sub("", text).strip()
 
 
-def import_llava_video(path: str | Path) -> list[ManifestRow]:
-    """LLaVA-Video-178K JSON (a list of `{id, video, conversations: [{from, value}, ...]}`) → manifest.
+def _question_digest(question: str) -> str:
+    return hashlib.sha256(question.encode("utf-8")).hexdigest()[:10]
 
-    Every human turn followed by a gpt turn is one QA pair; conversations about the same video are
-    merged into one manifest row, so stage 1 decodes that video once for all of its questions.
+
+def llava_video_files(source: str | Path) -> list[Path]:
+    """The QA files to import: `source` itself, or every `*_qa_processed.json` under a folder (sorted)."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise SchemaError(f"{source}: no such file or folder")
+    files = sorted(path for path in source.rglob(LLAVA_QA_GLOB) if path.is_file())
+    if not files:
+        raise SchemaError(f"{source}: no {LLAVA_QA_GLOB} files in this folder or below it")
+    return files
+
+
+def import_llava_video(source: str | Path, *, video_root: str | Path | None = None) -> list[ManifestRow]:
+    """LLaVA-Video-178K QA files, as released, → manifest rows (one per video, all of its questions).
+
+    `source` is one file or a folder (every `*_qa_processed.json` in it, recursively, e.g. the whole
+    release). An item's `video` is relative to its file's folder (the subset folder); `video_root`
+    replaces that folder: for one file it is the folder the paths are relative to, for a folder source
+    it mirrors the source's layout (`video_root/<subset>/<video>`), since each subset's paths are
+    relative to its own folder. Videos are written as absolute paths; URIs are kept as they are.
+
+    Every human turn answered by the next gpt turn is one QA pair, so a multi-turn item gives several.
+    Items about the same video (same resolved path, from any file) become one row, so stage 1 decodes
+    the video once for all of its questions. `video_id` is `<data_source>/<video>` made filename-safe.
+
+    `qa_id` is `<item id>-<10 hex of sha256(question)>`, with `-1`, `-2`, ... added for a repeat of the
+    same question about the same video (in file order). Content rather than position: an id built from
+    the turn number restarts in every item and collides across the items that share an `id` (the bug of
+    the first importer), and one built from the item's index changes whenever the release is re-cut,
+    filtered or merged with another file; a digest of the question survives all of these, is the same
+    when a file is imported again, and needs nothing but the item to recompute.
     """
-    path = Path(path)
+    files = llava_video_files(source)
+    base = Path(source)
+    entries: OrderedDict[str, dict[str, Any]] = OrderedDict()  # resolved video path → row being built
+    owners: dict[str, tuple[str, str]] = {}  # video_id → (resolved video path, where it was first seen)
+    for path in files:
+        if video_root is None:
+            root = path.parent
+        elif base.is_dir():
+            root = Path(video_root) / path.parent.relative_to(base)
+        else:
+            root = Path(video_root)
+        for index, item in enumerate(_read_json_list(path, "a JSON list of conversations (LLaVA-Video-178K format)")):
+            _add_llava_item(item, f"{path} item {index}", root, entries, owners)
+    return [
+        validate_row(ManifestRow, {k: v for k, v in entry.items() if k not in ("where", "qa_ids")}, source=entry["where"])
+        for entry in entries.values()
+    ]
+
+
+def _read_json_list(path: Path, expected: str) -> list[Any]:
+    if not path.is_file():
+        raise SchemaError(f"{path}: file not found")
     try:
-        items = json.loads(path.read_text())
+        items = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise SchemaError(f"{path}: not JSON: {error.msg} at line {error.lineno}") from None
+    except UnicodeDecodeError as error:
+        raise SchemaError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not isinstance(items, list):
-        raise SchemaError(f"{path}: expected a JSON list of conversations (LLaVA-Video-178K format)")
-    by_video: OrderedDict[str, dict[str, Any]] = OrderedDict()
-    for index, item in enumerate(items):
-        where = f"{path} item {index}"
-        if not isinstance(item, dict) or not {"id", "video", "conversations"} <= item.keys():
-            raise SchemaError(f"{where}: needs keys id, video, conversations")
-        turns = item["conversations"]
-        if not isinstance(turns, list):
-            raise SchemaError(f"{where}: conversations must be a list")
-        video = str(item["video"])
-        entry = by_video.setdefault(video, {"video_id": _video_id(video), "video": video, "qa": [], "source": item.get("data_source", "llava-video")})
-        pending: str | None = None
-        turn_no = 0
-        for turn in turns:
-            speaker = str(turn.get("from", "")).lower() if isinstance(turn, dict) else ""
-            value = turn.get("value", "") if isinstance(turn, dict) else ""
-            if speaker == "human":
-                pending = _clean_turn(str(value))
-            elif speaker in ("gpt", "assistant") and pending:
-                entry["qa"].append({"qa_id": f"{item['id']}-{turn_no}", "question": pending, "answer": str(value).strip()})
-                turn_no += 1
-                pending = None
-            elif speaker not in ("human", "gpt", "assistant", "system"):
-                raise SchemaError(f"{where}: unknown speaker {speaker!r} (expected human/gpt)")
-    rows = []
-    for entry in by_video.values():
-        if entry["qa"]:
-            rows.append(validate_row(ManifestRow, entry, source=f"{path} video {entry['video']}"))
-    return rows
+        raise SchemaError(f"{path}: expected {expected}, got a JSON {type(items).__name__}")
+    return items
+
+
+def _add_llava_item(item: Any, where: str, root: Path, entries: OrderedDict[str, dict[str, Any]],
+                    owners: dict[str, tuple[str, str]]) -> None:
+    if not isinstance(item, dict):
+        raise SchemaError(f"{where}: expected an object, got {type(item).__name__}")
+    missing = [key for key in ("id", "video", "conversations") if key not in item]
+    if missing:
+        raise SchemaError(f"{where}: missing key(s) {', '.join(missing)} (needs id, video, conversations)")
+    item_id = item["id"]
+    if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or item_id == "":
+        raise SchemaError(f"{where}: id must be a non-empty string or an integer, got {item_id!r}")
+    video = item["video"]
+    if not isinstance(video, str) or not video.strip():
+        raise SchemaError(f"{where}: video must be a non-empty path, got {video!r}")
+    if not isinstance(item["conversations"], list):
+        raise SchemaError(f"{where}: conversations must be a list of {{from, value}} turns")
+    pairs = _llava_pairs(item["conversations"], where)
+    resolved = _join_video(root, video)
+    data_source = item.get("data_source")
+    source = str(data_source) if data_source not in (None, "") else None
+    entry = entries.get(resolved)
+    if entry is None:
+        video_id = _video_id(f"{source}/{video}" if source else video)
+        if video_id in owners and owners[video_id][0] != resolved:
+            other_path, other_where = owners[video_id]
+            raise SchemaError(f"{where}: video {resolved} gets video_id {video_id!r}, which {other_where} "
+                              f"already gave to {other_path}")
+        owners[video_id] = (resolved, where)
+        entry = entries[resolved] = {"video_id": video_id, "video": resolved, "qa": [], "source": source or "llava-video",
+                                     "where": f"{where} (video {video})", "qa_ids": set()}
+    for question, answer in pairs:
+        stem = f"{item_id}-{_question_digest(question)}"
+        qa_id, repeat = stem, 0
+        while qa_id in entry["qa_ids"]:
+            repeat += 1
+            qa_id = f"{stem}-{repeat}"
+        entry["qa_ids"].add(qa_id)
+        entry["qa"].append({"qa_id": qa_id, "question": question, "answer": answer})
+
+
+def _llava_pairs(turns: list[Any], where: str) -> list[tuple[str, str]]:
+    """(question, answer) for each human turn answered by the next gpt turn; system turns are skipped."""
+    pairs: list[tuple[str, str]] = []
+    pending: tuple[int, str] | None = None
+    for number, turn in enumerate(turns):
+        at = f"{where} turn {number}"
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            raise SchemaError(f"{at}: expected {{\"from\": ..., \"value\": text}}, got {turn!r:.80}")
+        speaker = str(turn.get("from", "")).lower()
+        if speaker == "human":
+            if pending is not None:
+                raise SchemaError(f"{at}: a second human turn while turn {pending[0]} has no gpt answer")
+            question = _clean_turn(turn["value"])
+            if not question:
+                raise SchemaError(f"{at}: the question is empty once <image>/<video> tokens are removed")
+            pending = (number, question)
+        elif speaker in ("gpt", "assistant"):
+            if pending is None:
+                raise SchemaError(f"{at}: a gpt turn with no human question before it")
+            pairs.append((pending[1], turn["value"].strip()))
+            pending = None
+        elif speaker != "system":
+            raise SchemaError(f"{at}: unknown speaker {speaker!r} (expected human/gpt)")
+    if pending is not None:
+        raise SchemaError(f"{where} turn {pending[0]}: the human turn has no gpt answer after it")
+    if not pairs:
+        raise SchemaError(f"{where}: no question/answer pair (a human turn followed by a gpt turn)")
+    return pairs
+
+
+def _join_video(root: Path, video: str) -> str:
+    """`video` joined onto `root` as LLaVA-NeXT's loader does, made absolute and normalised (symlinks are
+    kept, so a path under a symlinked root stays under it); absolute paths and URIs are kept."""
+    if "://" in video:
+        return video
+    return os.path.normpath(os.path.abspath(os.path.join(root, video)))
 
 
 def _video_id(video: str) -> str:
@@ -180,17 +298,78 @@ def iter_records(shards: str | Path) -> Iterator[VideoITGRecord]:
         yield from iter_rows(pq.read_table(path), VideoITGRecord, source=str(path))
 
 
-def export_videoitg_json(records: Iterable[VideoITGRecord], out: str | Path, *, include_errors: bool = False) -> int:
-    """Write records in the public VideoITG-40K JSON format (exactly its columns); returns the count."""
-    rows = [
-        {column: getattr(record, column) for column in VIDEOITG_COLUMNS}
-        for record in records
-        if include_errors or record.ok
-    ]
+# VideoITG-40K (HF dataset NVEagle/VideoITG-40K, `video_itg_data.json`) is one JSON list of rows with
+# exactly these keys: `id` (an integer, one per row), `video` (relative to the data folder, e.g.
+# "LLaVA-Video-178K/0_30_s_nextqa/NextQA/NExTVideo/1006/8968804598.mp4"), `question`, `answer`,
+# `frame_num` and `clip_num` (ascending 1-fps frame ids and 5 s clip ids), and `motion` / `existence`
+# as "Yes" / "No". NVlabs/VideoITG `scripts/videoitg/finetune-qwen2-7b-grounding.sh` trains on it with
+# `--data_path ./data/video_itg_data.json --image_folder ./data/`, and `train_itg.py`
+# (LazySupervisedDataset.__getitem__) joins `video` onto `image_folder` and builds its labels from
+# `clip_num`. Records store motion/existence as "yes"/"no"; only this boundary speaks the release's case.
+
+_RELEASE_YES_NO = {"yes": "Yes", "no": "No"}
+_CANONICAL_INT = re.compile(r"0|[1-9][0-9]*")
+
+
+def export_videoitg_json(
+    records: Iterable[VideoITGRecord],
+    out: str | Path,
+    *,
+    include_errors: bool = False,
+    video_root: str | Path | None = None,
+    absolute: list[str] | None = None,
+) -> int:
+    """Write records as VideoITG-40K JSON, in the release's exact columns and values; returns the count.
+
+    `video` is written relative to `video_root` (POSIX separators), as the release's paths are relative
+    to its data folder: pass the folder that holds `LLaVA-Video-178K/`. A video outside `video_root` is
+    an error naming it (a path that resolves nowhere else is what this option exists to prevent); a
+    video stored relative (imported as released) is written as stored. Without `video_root` every path
+    is written as stored, and the absolute ones are appended to `absolute` (when given) so the caller
+    can say so. `id`s that are integers in canonical form are written as JSON integers, as in the
+    release; others (annotated records: "<video_id>/<qa_id>") stay strings.
+    """
+    root = None if video_root is None else str(video_root)
+    rows = []
+    for record in records:
+        if not (include_errors or record.ok):
+            continue
+        video = _release_video(record, root)
+        if root is None and absolute is not None and (os.path.isabs(video) or "://" in video):
+            absolute.append(video)
+        values = (
+            int(record.id) if _CANONICAL_INT.fullmatch(record.id) else record.id,
+            video,
+            record.question,
+            record.answer,
+            record.frame_num,
+            record.clip_num,
+            _RELEASE_YES_NO[record.motion],
+            _RELEASE_YES_NO[record.existence],
+        )
+        rows.append(dict(zip(VIDEOITG_COLUMNS, values, strict=True)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+    out.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return len(rows)
+
+
+def _release_video(record: VideoITGRecord, root: str | None) -> str:
+    video = record.video
+    if root is None:
+        return video
+    if "://" in video:  # a URI is under the root only when the root is its prefix
+        prefix = root.rstrip("/") + "/"
+        if video.startswith(prefix) and len(video) > len(prefix):
+            return video[len(prefix):]
+    elif not os.path.isabs(video):
+        return Path(video).as_posix()
+    elif "://" not in root:
+        relative = os.path.relpath(os.path.normpath(video), os.path.normpath(os.path.abspath(root)))
+        if relative != os.curdir and relative.split(os.sep)[0] != os.pardir:
+            return Path(relative).as_posix()
+    raise SchemaError(f"record {record.id!r}: video {video} is not under the video root {root}; "
+                      "export with a --video-root that holds every video")
 
 
 def _yes_no(value: Any, where: str, field: str) -> str:
@@ -201,18 +380,20 @@ def _yes_no(value: Any, where: str, field: str) -> str:
         return "yes"
     if text in ("no", "false", "0", "", "none"):
         return "no"
-    raise SchemaError(f"{where}: {field} must be yes/no, got {value!r}")
+    raise SchemaError(f"{where}: {field} must be \"Yes\"/\"No\", got {value!r}")
 
 
 def import_videoitg_json(path: str | Path, *, video_root: str | Path | None = None) -> list[VideoITGRecord]:
-    """Public VideoITG-40K JSON → records (marked as imported in their provenance)."""
+    """VideoITG-40K JSON (the release's rows, or our export) → records marked as imported.
+
+    The eight columns are kept so that exporting them again gives the same JSON values: `question` and
+    `answer` as they are, `id` as text (written back as an integer), `motion`/`existence` in any case
+    (booleans too), `video` as released, or joined onto `video_root` (absolute) when given, so that
+    `export --video-root` with the same folder gives back the released path. `frame_num`/`clip_num` are
+    kept ascending without repeats (as every release row we have seen already is).
+    """
     path = Path(path)
-    try:
-        items = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise SchemaError(f"{path}: not JSON: {error.msg} at line {error.lineno}") from None
-    if not isinstance(items, list):
-        raise SchemaError(f"{path}: expected a JSON list of VideoITG records")
+    items = _read_json_list(path, "a JSON list of VideoITG-40K rows")
     provenance = Provenance(
         pipeline_version=f"imported:{path.name}",
         clip_seconds=5.0,
@@ -224,17 +405,24 @@ def import_videoitg_json(path: str | Path, *, video_root: str | Path | None = No
     for index, item in enumerate(items):
         where = f"{path} item {index}"
         if not isinstance(item, dict):
-            raise SchemaError(f"{where}: expected an object")
+            raise SchemaError(f"{where}: expected an object, got {type(item).__name__}")
         missing = [c for c in ("id", "video", "question", "frame_num") if c not in item]
         if missing:
-            raise SchemaError(f"{where}: missing {missing}")
+            raise SchemaError(f"{where}: missing {', '.join(missing)}")
+        raw_id = item["id"]
+        if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or raw_id == "":
+            raise SchemaError(f"{where}: id must be an integer or a non-empty string, got {raw_id!r}")
+        for field in ("video", "question"):
+            if not isinstance(item[field], str) or not item[field].strip():
+                raise SchemaError(f"{where}: {field} must be a non-empty string, got {item[field]!r}")
         motion = _yes_no(item.get("motion", "no"), where, "motion")
         existence = _yes_no(item.get("existence", "no"), where, "existence")
-        video = str(item["video"])
-        if video_root is not None and not Path(video).is_absolute():
-            video = str(Path(video_root) / video)
-        record_id = str(item["id"])
-        # Released ids repeat across a video's questions; qa_id keeps each record addressable.
+        video = item["video"]
+        if video_root is not None and not os.path.isabs(video) and "://" not in video:
+            video = _join_video(Path(video_root), video)
+        record_id = str(raw_id)
+        # The release's ids are unique row numbers; a file with repeated ids (older exports) still gives
+        # every record its own qa_id.
         occurrence = seen.get(record_id, 0)
         seen[record_id] = occurrence + 1
         records.append(
@@ -250,7 +438,7 @@ def import_videoitg_json(path: str | Path, *, video_root: str | Path | None = No
                     "motion": motion,
                     "existence": existence,
                     "instruction_type": InstructionType.from_flags(motion == "yes", existence == "yes"),
-                    "video_id": _video_id(str(item["video"])),
+                    "video_id": _video_id(item["video"]),
                     "qa_id": f"{record_id}-{occurrence}" if occurrence else record_id,
                     "provenance": provenance,
                 },
