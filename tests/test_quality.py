@@ -113,6 +113,34 @@ def test_near_duplicates_and_repeated_questions(runs):
     assert quality.repeated_questions.records == quality.records
 
 
+def test_repeated_questions_by_hash_equal_the_record_level_count(runs, tmp_path, monkeypatch):
+    from collections import defaultdict
+
+    run = copy_run(runs[2], tmp_path / "run")
+    shutil.rmtree(run / "quality", ignore_errors=True)
+    monkeypatch.setattr(Q, "TOP_REPEATED", 3)
+    first = compute_run_quality(run, manifest=[])
+    records = [r for p in shard_paths(run) for r in iter_records(p)]
+    counts, videos, shown = Counter(), defaultdict(set), {}
+    for r in records:
+        key = Q.normalise_question(r.question)
+        counts[key] += 1
+        videos[key].add(r.video_id)
+        shown.setdefault(key, r.question)
+    expected = sorted(((n, len(videos[k]), k) for k, n in counts.items() if len(videos[k]) > 1), reverse=True)[:3]
+    repeated = first.repeated_questions
+    assert repeated.distinct == len(counts) and repeated.records == len(records)
+    assert [(t.records, t.videos, t.question) for t in repeated.top] == [(n, v, shown[k]) for n, v, k in expected]
+    assert first.run_ids == sorted({r.provenance.run_id for r in records})
+
+    # a rerun merges the stored per-shard parts: no shard is read for figures or the run pass
+    monkeypatch.setattr(Q, "compute_shard_quality", lambda *a, **k: pytest.fail("shard figures computed again"))
+    monkeypatch.setattr(Q, "compute_shard_run_pass", lambda *a, **k: pytest.fail("run pass computed again"))
+    again = compute_run_quality(run, manifest=[])
+    assert again.repeated_questions == repeated and again.models == first.models
+    assert again.created_at == first.created_at and again.pipeline_versions == first.pipeline_versions
+
+
 def test_stored_figures_are_reused_until_a_shard_changes(runs, tmp_path):
     run = copy_run(runs[1], tmp_path / "run")
     shutil.rmtree(run / "quality", ignore_errors=True)

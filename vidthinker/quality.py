@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 import typer
 from pydantic import BaseModel, Field
 
+from vidthinker.preflight import file_mode
 from vidthinker.schema import ManifestRow, SchemaError, VideoITGRecord
 from vidthinker.shards import error_reason as shards_error_reason
 
@@ -366,6 +367,17 @@ class QualityFigures(BaseModel):
         return sum(s.calls for s in self.stages.values())
 
 
+class ShardRunPass(BaseModel):
+    """One shard's part of the run-level figures that do not merge from `QualityFigures` (stored in the
+    shard's figures; its questions, one row per distinct normalised question, in `<stem>.questions.parquet`)."""
+
+    created_at: dt.datetime | None = None
+    run_ids: dict[str, int] = Field(default_factory=dict)
+    pipeline_versions: list[str] = Field(default_factory=list)
+    models: dict[str, list[str]] = Field(default_factory=dict)
+    questions_key: str = Field("", description="the shard state the questions file was made from")
+
+
 class ShardQuality(QualityFigures):
     version: str = QUALITY_VERSION
     shard: str = Field(description="shard path relative to the run's shard folder")
@@ -373,6 +385,7 @@ class ShardQuality(QualityFigures):
     file_size: int = 0
     file_mtime_ns: int = 0
     video_ids: list[str] = Field(default_factory=list)
+    run_pass: ShardRunPass | None = None
 
 
 class RepeatedQuestion(BaseModel):
@@ -1048,6 +1061,7 @@ def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; normal mode under the umask
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
@@ -1092,8 +1106,29 @@ def _resolve_manifest(manifest: str | Path | Sequence[ManifestRow] | None, run_d
     return rows, str(manifest)
 
 
-def _run_pass(paths: Sequence[Path], agreement: _AgreementAccumulator | None) -> dict:
-    """One projected pass over all shards for the run-level figures that do not merge from shards."""
+def question_hash(key: str) -> int:
+    """64-bit hash of a normalised question (blake2b): distinct questions are counted by hash, so the run
+    pass holds 20 bytes per distinct question in numpy arrays rather than a dict and a set of videos."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+
+_QUESTIONS_SCHEMA = pa.schema([("hash", pa.uint64()), ("records", pa.int64()), ("videos", pa.int64()),
+                               ("question", pa.string())])
+_PROVENANCE_MODELS = (("caption", "caption_model"), ("retrieve", "retrieval_model"),
+                      ("localize", "embedding_model"), ("verify", "verify_model"))
+
+
+def questions_path(run_dir: Path, shard: Path) -> Path:
+    return shard_quality_path(run_dir, shard).with_suffix(".questions.parquet")
+
+
+def _questions_key(figures: ShardQuality) -> str:
+    return f"{figures.file_size}:{figures.file_mtime_ns}:{figures.content_hash or ''}"
+
+
+def compute_shard_run_pass(path: Path) -> tuple[ShardRunPass, pa.Table]:
+    """One shard's part of the run pass: provenance figures, and its distinct questions (hash, records,
+    videos, the first wording) as a table. A video is in one shard, so per-shard video counts add up."""
     counts: Counter[str] = Counter()
     videos_of: dict[str, set[str]] = defaultdict(set)
     shown: dict[str, str] = {}
@@ -1101,45 +1136,137 @@ def _run_pass(paths: Sequence[Path], agreement: _AgreementAccumulator | None) ->
     versions: set[str] = set()
     models: dict[str, set[str]] = defaultdict(set)
     earliest = None
-    columns = ["video_id", "question", "provenance"]
-    if agreement is not None:
-        columns += ["qa_id", "error", "frame_num", "clip_num", "instruction_type"]
+    for batch in iter_shard_batches(path, ["video_id", "question", "provenance"]):
+        prov = batch.column("provenance")
+        value = pc.min(_field(prov, "created_at")).as_py()
+        if value is not None and (earliest is None or value < earliest):
+            earliest = value
+        run_ids.update(_field(prov, "run_id").drop_null().to_pylist())
+        versions.update(pc.unique(_field(prov, "pipeline_version").drop_null()).to_pylist())
+        for stage, name in _PROVENANCE_MODELS:
+            models[stage].update(pc.unique(_field(prov, name).drop_null()).to_pylist())
+        for video_id, question in zip(batch.column("video_id").to_pylist(), batch.column("question").to_pylist()):
+            key = normalise_question(question)
+            counts[key] += 1
+            videos_of[key].add(video_id)
+            shown.setdefault(key, question)
+    keys = list(counts)
+    table = pa.Table.from_arrays([
+        pa.array([question_hash(k) for k in keys], pa.uint64()), pa.array([counts[k] for k in keys], pa.int64()),
+        pa.array([len(videos_of[k]) for k in keys], pa.int64()), pa.array([shown[k] for k in keys], pa.string())],
+        schema=_QUESTIONS_SCHEMA)
+    part = ShardRunPass(created_at=earliest, run_ids=dict(sorted(run_ids.items())), pipeline_versions=sorted(versions),
+                        models={stage: sorted(ids) for stage, ids in models.items() if ids})
+    return part, table
+
+
+def _stored_questions(path: Path, key: str) -> pa.Table | None:
+    if not path.is_file():
+        return None
+    try:
+        handle = pq.ParquetFile(path)
+        if (handle.schema_arrow.metadata or {}).get(b"key", b"").decode() != key:
+            return None
+        return handle.read(columns=["hash", "records", "videos"])
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+
+
+def _agreement_pass(paths: Sequence[Path], agreement: _AgreementAccumulator) -> None:
+    columns = ["video_id", "qa_id", "error", "frame_num", "clip_num", "instruction_type"]
     for path in paths:
         for batch in iter_shard_batches(path, columns):
-            prov = batch.column("provenance")
-            value = pc.min(_field(prov, "created_at")).as_py()
-            if value is not None and (earliest is None or value < earliest):
-                earliest = value
-            run_ids.update(_field(prov, "run_id").drop_null().to_pylist())
-            versions.update(pc.unique(_field(prov, "pipeline_version").drop_null()).to_pylist())
-            for stage, name in (("caption", "caption_model"), ("retrieve", "retrieval_model"),
-                                ("localize", "embedding_model"), ("verify", "verify_model")):
-                models[stage].update(pc.unique(_field(prov, name).drop_null()).to_pylist())
-            for video_id, question in zip(batch.column("video_id").to_pylist(), batch.column("question").to_pylist()):
-                key = normalise_question(question)
-                counts[key] += 1
-                videos_of[key].add(video_id)
-                shown.setdefault(key, question)
-            if agreement is not None:
-                ok = batch.column("error").is_null().to_pylist()
-                for video_id, qa_id, good, frames, clips, kind in zip(
-                    batch.column("video_id").to_pylist(), batch.column("qa_id").to_pylist(), ok,
-                    batch.column("frame_num").to_pylist(), batch.column("clip_num").to_pylist(),
-                    batch.column("instruction_type").to_pylist(),
-                ):
-                    agreement.add(video_id, qa_id, good, frames, clips, kind)
-    total = sum(counts.values())
-    top = sorted(((n, len(videos_of[k]), k) for k, n in counts.items() if len(videos_of[k]) > 1), reverse=True)
+            ok = batch.column("error").is_null().to_pylist()
+            for video_id, qa_id, good, frames, clips, kind in zip(
+                batch.column("video_id").to_pylist(), batch.column("qa_id").to_pylist(), ok,
+                batch.column("frame_num").to_pylist(), batch.column("clip_num").to_pylist(),
+                batch.column("instruction_type").to_pylist(),
+            ):
+                agreement.add(video_id, qa_id, good, frames, clips, kind)
+
+
+def _run_pass(run_dir: Path, paths: Sequence[Path], parts: Sequence[ShardQuality], *, write: bool) -> dict:
+    """The run-level figures that do not merge from shards, from each shard's cached part (`run_pass` in its
+    figures, its questions file); only shards without a current part are read (provenance and questions)."""
+    earliest = None
+    run_ids: Counter[str] = Counter()
+    versions: set[str] = set()
+    models: dict[str, set[str]] = defaultdict(set)
+    hashes, records, videos, owner = [], [], [], []
+    for index, (shard, figures) in enumerate(zip(paths, parts)):
+        key = _questions_key(figures)
+        target = questions_path(run_dir, shard)
+        table = _stored_questions(target, key) if figures.run_pass and figures.run_pass.questions_key == key else None
+        if table is None:
+            part, full = compute_shard_run_pass(shard)
+            part.questions_key = key
+            figures.run_pass = part
+            if write:
+                try:
+                    _atomic_write_parquet(target, full.replace_schema_metadata({"key": key}))
+                    _atomic_write(shard_quality_path(run_dir, shard), figures.model_dump_json(indent=1))
+                except OSError:
+                    pass  # a read-only run folder: computed again next time
+            table = full
+        part = figures.run_pass
+        if part.created_at is not None and (earliest is None or part.created_at < earliest):
+            earliest = part.created_at
+        run_ids.update(part.run_ids)
+        versions.update(part.pipeline_versions)
+        for stage, ids in part.models.items():
+            models[stage].update(ids)
+        hashes.append(table.column("hash").to_numpy())
+        records.append(table.column("records").to_numpy())
+        videos.append(table.column("videos").to_numpy())
+        owner.append(np.full(table.num_rows, index, dtype=np.int32))
+    repeated = RepeatedQuestions()
+    if hashes:
+        h, n, v, o = (np.concatenate(x) for x in (hashes, records, videos, owner))
+        order = np.argsort(h, kind="stable")  # stable: a question's first shard (in path order) comes first
+        h, n, v, o = h[order], n[order], v[order], o[order]
+        starts = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+        total_n, total_v, first = np.add.reduceat(n, starts), np.add.reduceat(v, starts), o[starts]
+        total = int(n.sum())
+        repeated = RepeatedQuestions(distinct=len(starts), records=total,
+                                     distinct_share=round(len(starts) / total, 6) if total else 0.0)
+        many = np.flatnonzero(total_v > 1)
+        if len(many):
+            # candidates: the top by (records, videos), ties at the cut included; wordings read for these only
+            ranked = many[np.lexsort((-total_v[many], -total_n[many]))]
+            cut = ranked[min(TOP_REPEATED, len(ranked)) - 1]
+            keep = ranked[(total_n[ranked] > total_n[cut]) | ((total_n[ranked] == total_n[cut]) & (total_v[ranked] >= total_v[cut]))]
+            wanted: dict[int, set[int]] = defaultdict(set)
+            for i in keep:
+                wanted[int(first[i])].add(int(h[starts[i]]))
+            text: dict[int, str] = {}
+            for shard_index, want in wanted.items():
+                table = pq.read_table(questions_path(run_dir, paths[shard_index]), columns=["hash", "question"]) \
+                    if questions_path(run_dir, paths[shard_index]).is_file() else compute_shard_run_pass(paths[shard_index])[1]
+                for qh, question in zip(table.column("hash").to_pylist(), table.column("question").to_pylist()):
+                    if qh in want:
+                        text.setdefault(qh, question)
+            rows = sorted(((int(total_n[i]), int(total_v[i]), normalise_question(text[int(h[starts[i]])]),
+                            text[int(h[starts[i]])]) for i in keep), reverse=True)
+            repeated.top = [RepeatedQuestion(question=q, records=a, videos=b) for a, b, _, q in rows[:TOP_REPEATED]]
     return {
         "created_at": earliest,
         "run_ids": sorted(run_ids),
         "pipeline_versions": sorted(versions),
-        "models": {stage: sorted(ids) for stage, ids in models.items() if ids},
-        "repeated_questions": RepeatedQuestions(
-            distinct=len(counts), records=total, distinct_share=round(len(counts) / total, 6) if total else 0.0,
-            top=[RepeatedQuestion(question=shown[k], records=n, videos=v) for n, v, k in top[:TOP_REPEATED]],
-        ),
+        "models": {stage: sorted(models[stage]) for stage, _ in _PROVENANCE_MODELS if models.get(stage)},
+        "repeated_questions": repeated,
     }
+
+
+def _atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _run_id_from_summary(run_dir: Path) -> str | None:
@@ -1172,7 +1299,9 @@ def compute_run_quality(
     parts = shard_figures(run_dir, write=write)
     rows, manifest_name = _resolve_manifest(manifest, run_dir, paths)
     agreement = _AgreementAccumulator(rows) if rows else None
-    run_level = _run_pass(paths, agreement)
+    if agreement is not None:  # ground truth (synthetic sets): read the columns it compares
+        _agreement_pass(paths, agreement)
+    run_level = _run_pass(run_dir, paths, parts, write=write)
     merged = merge_figures(parts)
     run_ids = run_level["run_ids"]
     quality = RunQuality(
