@@ -360,3 +360,18 @@ def test_record_paths_errors(tmp_path):
         formats.record_paths(tmp_path / "nope")
     with pytest.raises(SchemaError, match="no parquet shards found"):
         formats.record_paths(tmp_path)
+
+
+def test_a_llava_import_exports_videos_in_the_release_form(llava_release, tmp_path):
+    """Annotate the release folder as imported, export with the folder above it as root: the videos read
+    `LLaVA-Video-178K/<subset>/<video>`, as in VideoITG-40K."""
+    template = sample_rows()[VideoITGRecord][0]
+    rows = formats.import_llava_video(llava_release)
+    records = [template.model_copy(update={"video": row.video, "video_id": row.video_id, "id": f"{row.video_id}/{row.qa[0].qa_id}"})
+               for row in rows]
+    out = tmp_path / "videoitg.json"
+    formats.export_videoitg_json(records, out, video_root=llava_release.parent)
+    assert sorted(row["video"] for row in json.loads(out.read_text())) == [
+        "LLaVA-Video-178K/0_30_s_nextqa/NextQA/NExTVideo/1006/8968804598.mp4",
+        "LLaVA-Video-178K/0_30_s_nextqa/NextQA/NExTVideo/1007/4417581283.mp4",
+        "LLaVA-Video-178K/30_60_s_academic_v0_1/academic_source/Charades/2544C.mp4"]
