@@ -17,6 +17,7 @@ is per video even on a cluster. A shard whose actor dies is handed out again (Ra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -144,9 +145,52 @@ def init_ray(address: str | None, settings: Settings) -> bool:
         # address="local": a fresh instance even when another one on this machine wrote /tmp/ray's
         # "current cluster" file (ray.init() with no address would join that one).
         gpus = {} if e.local_num_gpus is None else {"num_gpus": e.local_num_gpus}  # default: Ray detects them
-        ray.init(address="local", num_cpus=e.local_num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 **gpus, **quiet)
+        with _embedded_on_loopback():
+            ray.init(address="local", num_cpus=e.local_num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                     _node_ip_address=LOOPBACK, **gpus, **quiet)
+        log.info("embedded Ray started on %s (GCS, raylet and workers listen on loopback only)", LOOPBACK)
     return True
+
+
+LOOPBACK = "127.0.0.1"
+
+
+class _DropTokenNotice(logging.Filter):
+    """Ray (2.5x+) warns "Token authentication is enabled for this Ray cluster" whenever it starts a local
+    cluster with its default token auth (ray/_private/authentication/authentication_token_setup.py,
+    `_warn_token_auth_enabled`). That is the secure default, not a problem; under Airflow it reached the
+    task log as an ERROR line. It is logged at INFO by `init_ray` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token authentication is enabled")
+
+
+@contextlib.contextmanager
+def _embedded_on_loopback():
+    """Keep an embedded Ray on 127.0.0.1.
+
+    What binds where (Ray 2.60, checked by listing the sockets of a started instance): the GCS server,
+    the raylet and the workers' gRPC servers listen on the node IP when it is a loopback address and on
+    every interface (::) otherwise. `ray.init(_node_ip_address="127.0.0.1")` alone does not keep it there:
+    `ray/_private/worker.py` passes the address through `services.resolve_ip_for_localhost`, which swaps a
+    loopback address for the machine's routable one unless `ray_constants.ENABLE_RAY_CLUSTER` is false
+    (what RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 selects on macOS/Windows). So that flag is false for the
+    duration of this `ray.init` only; a cluster address (`engine.ray_address`, RAY_ADDRESS) never gets here.
+    The dashboard stays off (`include_dashboard=False`)."""
+    from ray._private import ray_constants
+
+    notice = _DropTokenNotice()
+    token_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    token_log.addFilter(notice)
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
+        token_log.removeFilter(notice)
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() == "token":
+        log.info("embedded Ray uses token authentication (Ray's default; RAY_AUTH_MODE=disabled turns it off)")
 
 
 def worker_count(settings: Settings, shards: int) -> int:
