@@ -146,3 +146,59 @@ def test_plan_fails_when_out_dir_holds_shards_made_with_other_settings(tmp_path)
     with pytest.raises(StaleShardsError):
         tasks.run_shard(planned, params, run_id)
     assert shard_file(out, spec.shard_id).stat().st_mtime_ns == before
+
+
+def _record(vid: str, error: str | None = None, stage: str | None = None, caption_s: float = 0.5):
+    trace = SimpleNamespace(latency_s=caption_s)
+    return SimpleNamespace(video_id=vid, error=error, error_stage=stage, ok=error is None,
+                           captions=[SimpleNamespace(trace=trace)],
+                           retrieval=SimpleNamespace(trace=SimpleNamespace(latency_s=0.25)), localization=None)
+
+
+def test_shard_progress_logs_each_video_and_warns_with_failure_reasons(caplog, monkeypatch):
+    import logging
+
+    from vidthinker.orchestration.progress import ShardProgress
+
+    key = "sk-progress-SECRET-123456"
+    monkeypatch.setenv("VIDTHINKER_API_KEY", key)
+    caplog.set_level(logging.INFO, logger="vidthinker.orchestration.tasks")
+    progress = ShardProgress("s-0001", 2)
+    a = SimpleNamespace(video_id="vid-a", qa=[1, 2])
+    b = SimpleNamespace(video_id="vid-b", qa=[1])
+    progress.video_done(a, [_record("vid-a"), _record("vid-a", "CorruptVideo: /v/a.mp4: truncated", "decode")])
+    progress.video_done(b, [_record("vid-b", f"ModelUnavailable: 401 for key {key}", "caption")])
+    progress.finish()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[0][0] == "INFO" and "video 1/2 vid-a: 2 questions, 1 ok, 1 failed" in lines[0][1]
+    assert "caption 1.0 s, retrieve 0.5 s" in lines[0][1] and "CorruptVideo in decode x1" in lines[0][1]
+    assert "truncated" in lines[0][1]
+    assert lines[1][0] == "INFO" and "video 2/2 vid-b: 1 questions, 0 ok, 1 failed" in lines[1][1]
+    level, summary = lines[-1]
+    assert level == "WARNING" and "shard s-0001: 2 of 3 records failed" in summary
+    assert "CorruptVideo in decode x1" in summary and "ModelUnavailable in caption x1" in summary
+    assert key not in caplog.text
+
+
+def test_a_shard_without_failures_logs_no_warning(caplog):
+    import logging
+
+    from vidthinker.orchestration.progress import ShardProgress
+
+    caplog.set_level(logging.INFO, logger="vidthinker.orchestration.tasks")
+    progress = ShardProgress("s-0002", 1)
+    progress.video_done(SimpleNamespace(video_id="v", qa=[1]), [_record("v")])
+    progress.finish()
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+
+
+def test_the_ledger_counts_each_videos_failed_records(tmp_path):
+    from vidthinker.orchestration import tasks
+
+    rows = {v: _row(v, "What happens?") for v in ("a", "b")}
+    spec = SimpleNamespace(shard_id="s-1", video_ids=["a", "b"])
+    check = {"path": str(tmp_path / "shards" / "s-1.parquet"), "videos": 2, "records": 2, "ok": 1, "errors": 1,
+             "content_hash": "x", "errors_by_video": {"b": 1}}
+    tasks._record_shards(tmp_path, "run1", [(spec, check)], rows)
+    videos = load_ledger(tmp_path).videos
+    assert (videos["a"].errors, videos["b"].errors) == (0, 1)

@@ -267,12 +267,17 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
         return result
     wanted = set(spec.video_ids)
     rows = [r for r in _read_pending(directory) if r.video_id in wanted]
-    log.info("shard %s: %d videos, engine=%s%s, models=%s at %s (%s)", spec.shard_id, len(rows), p.engine,
-             f" ray_address={p.ray_address}" if p.ray_address else "", settings.models.backend,
-             settings.models.base_url if settings.models.backend == "openai" else "loopback", endpoint.source)
+    from vidthinker.orchestration.progress import ShardProgress, describe_models
+
+    progress = ShardProgress(spec.shard_id, len(rows))  # a line per video, a WARNING summary of failures
+    log.info("shard %s: %d videos, engine=%s%s, %s (settings from %s)", spec.shard_id, len(rows), p.engine,
+             f" ray_address={p.ray_address}" if p.ray_address else "", describe_models(settings), endpoint.source)
     with endpoint.api_key_in_environment():
-        summary, engine_s = run_one_shard(spec, rows, p.out_dir, settings, engine=p.engine, ray_address=p.ray_address,
-                                          run_id=key)
+        try:
+            summary, engine_s = run_one_shard(spec, rows, p.out_dir, settings, engine=p.engine,
+                                              ray_address=p.ray_address, run_id=key, on_video_done=progress.video_done)
+        finally:
+            progress.finish()  # why records failed, also when the shard itself failed
     result = {
         "shard_id": spec.shard_id,
         "skipped": False,
@@ -336,6 +341,7 @@ def validate_shard(out_dir: Path, spec, rows_by_id: dict[str, Any]) -> dict[str,
         "ok": sum(r.ok for r in records),
         "errors": sum(not r.ok for r in records),
         "errors_by_stage": dict(by_stage),
+        "errors_by_video": dict(Counter(r.video_id for r in records if not r.ok)),  # the ledger's per-video `errors`
         "content_hash": manifest.content_hash,
     }
 
@@ -456,7 +462,7 @@ def _record_shards(out_dir: Path, key: str, shards: list[tuple[Any, dict[str, An
             for vid in per_video:
                 row = rows[vid]
                 ledger.videos[vid] = VideoEntry(shard=spec.shard_id, run=key, fingerprint=fingerprint(row),
-                                                records=len(row.qa))
+                                                records=len(row.qa), errors=check.get("errors_by_video", {}).get(vid, 0))
                 added_videos += 1
             added_shards.append(spec.shard_id)
         total = len(ledger.videos)
