@@ -101,12 +101,17 @@ def test_check_wrong_key_is_unavailable_and_redacted(stub):
     assert "authentication" in str(ei.value) and wrong not in str(ei.value)
 
 
-def test_check_closed_port_fails_fast():
-    ep = OpenAIEndpoint(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", api_key=KEY)
-    t0 = time.perf_counter()
-    with pytest.raises(ModelUnavailable, match="unreachable"):
-        run(lambda m: m.check(), ep)
-    assert time.perf_counter() - t0 < 2.0
+def test_check_closed_port_is_retried_then_unavailable():
+    ep = OpenAIEndpoint(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", api_key=KEY,
+                        max_retries=2, backoff_initial_s=0.01, backoff_max_s=0.02)
+
+    async def go(m):
+        with pytest.raises(ModelUnavailable, match="unreachable: gave up after 3 attempt") as ei:
+            await m.check()
+        return m, ei.value
+
+    m, error = run(go, ep)
+    assert m.http_attempts == 3 and "\n" not in str(error)
 
 
 # --------------------------------------------------------------------------- happy path

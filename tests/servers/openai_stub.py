@@ -6,6 +6,21 @@ purpose. Knobs: fixed ``latency_s`` per request, ``capacity`` (requests processe
 queue, as on a GPU server), ``dialect`` ("json_schema" like vLLM, "json_object" like llama-cpp-python,
 which answers json_schema with HTTP 500), served ``models``, required ``api_key``.
 
+It follows vLLM's acceptance rules both ways (vllm-project/vllm, ``vllm/entrypoints/openai/protocol.py``
+and ``vllm/multimodal``):
+
+* lenient where vLLM is: its request models allow extra fields (``extra="allow"``; unknown keys are
+  logged as "present in the request but ignored"), so unknown top-level keys are accepted, ignored and
+  listed in ``state.ignored_keys``; ``max_tokens`` and ``max_completion_tokens`` are both read;
+  ``response_format`` ``json_object`` with a ``schema`` is accepted and the schema ignored (vLLM turns
+  it into plain JSON mode); ``structured_outputs: {"json": schema}`` constrains the reply to the schema.
+* strict like ``vllm serve`` with flags: ``limit_mm_per_prompt`` (``--limit-mm-per-prompt``, e.g.
+  ``{"image": 8, "video": 0}``) answers a request with more media a 400 "At most N image(s) may be
+  provided in one prompt."; ``max_model_len`` (``--max-model-len``) answers a 400 when the prompt
+  (a rough count: 4 characters a token, ``image_tokens`` per image, ``video_tokens`` per video) plus
+  ``max_tokens`` exceeds it, and is reported in ``/v1/models``; a reply longer than ``max_tokens``
+  (same rough count) is cut and ends with ``finish_reason: "length"``.
+
 In-process (tests)::
 
     with StubServer(models=["m"], api_key="k") as s:
@@ -44,6 +59,8 @@ FAULT_KINDS = (
     "always_malformed",
     "off_schema",
     "refusal",
+    "truncate",
+    "length",
 )
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 TOP_LEVEL_KEYS = {
@@ -67,6 +84,7 @@ TOP_LEVEL_KEYS = {
     "stream_options",
     "metadata",
     "store",
+    "structured_outputs",
 }
 SCHEMA_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -130,6 +148,11 @@ def minimal_instance(schema: dict[str, Any]) -> Any:
     return "x" * max(int(schema.get("minLength", 4)), 0) if "minLength" in schema else "stub"
 
 
+def _rough_tokens(text: str) -> int:
+    """The stub's token count: about 4 characters a token (at least 1)."""
+    return max(1, len(text) // 4)
+
+
 def _check_jpeg_data_url(url: str, param: str) -> int:
     prefix = "data:image/jpeg;base64,"
     if not url.startswith(prefix):
@@ -176,6 +199,13 @@ class StubState:
     allow_video: bool = False
     echo_key_in_errors: bool = True  # like the real API's 401 text, to test client-side redaction
     reply_text: str = "stub reply"
+    # vllm serve flags: --limit-mm-per-prompt ({"image": n, "video": n}; None: no limit) and
+    # --max-model-len (None: no limit, reported as null)
+    limit_mm_per_prompt: dict[str, int] | None = None
+    max_model_len: int | None = None
+    image_tokens: int = 85
+    video_tokens: int = 1000
+    ignored_keys: set[str] = field(default_factory=set)
     # Tests that need content-aware answers (a scripted "model") set this: body -> reply content
     # (a dict is sent as JSON); returning None falls back to the schema's minimal instance.
     responder: Any = None
@@ -231,7 +261,10 @@ class StubApp:
     async def models(self, request: web.Request) -> web.Response:
         if (err := self._auth_error(request)) is not None:
             return err
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in self.state.models]
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "stub", "max_model_len": self.state.max_model_len}
+            for m in self.state.models
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -301,6 +334,7 @@ class StubApp:
                     st.processing -= 1
 
         refusal = None
+        finish_reason = "stop"
         if fault is not None and fault.kind in ("malformed", "always_malformed"):
             content = "Sure! Here is the answer you asked for: clips 1 and 2."
         elif fault is not None and fault.kind == "off_schema":
@@ -315,7 +349,14 @@ class StubApp:
             content = "{}"
         else:
             content = st.reply_text
-        completion_tokens = max(1, len(content or "") // 4)
+        if fault is not None and fault.kind == "truncate" and content:
+            content, finish_reason = content[: max(1, len(content) // 2)], "length"
+        elif fault is not None and fault.kind == "length":  # cut exactly at the end: parses, still cut
+            finish_reason = "length"
+        budget = info["max_tokens"]
+        if content and budget is not None and _rough_tokens(content) > budget:
+            content, finish_reason = content[: budget * 4], "length"  # cut by max_tokens, as vLLM does
+        completion_tokens = max(1, _rough_tokens(content or ""))
         with st.lock:
             n = st.count
         return web.json_response(
@@ -329,7 +370,7 @@ class StubApp:
                         "index": 0,
                         "message": {"role": "assistant", "content": content, "refusal": refusal},
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": finish_reason,
                     }
                 ],
                 "usage": {
@@ -346,8 +387,9 @@ class StubApp:
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object.")
         unknown = set(body) - TOP_LEVEL_KEYS
-        if unknown:
-            raise BadRequest(f"Unrecognized request argument supplied: {min(unknown)}", min(unknown))
+        if unknown:  # vLLM: extra fields are allowed and ignored (with a warning in its log)
+            with st.lock:
+                st.ignored_keys.update(unknown)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest("you must provide a model parameter", "model")
@@ -374,14 +416,58 @@ class StubApp:
                     raise BadRequest(f"Invalid type for '{name}': expected an integer.", name)
                 if name != "seed" and v < 1:
                     raise BadRequest(f"Invalid '{name}': integer below minimum value 1.", name)
-        prompt_tokens = self._validate_messages(body.get("messages"))
+        prompt_tokens, media = self._validate_messages(body.get("messages"))
+        limits = st.limit_mm_per_prompt
+        if limits is not None:
+            for modality, count in media.items():
+                limit = int(limits.get(modality, 1))  # vLLM's default limit is 1 per modality
+                if count > limit:
+                    raise BadRequest(
+                        f"At most {limit} {modality}(s) may be provided in one prompt. "
+                        "Set `--limit-mm-per-prompt` to increase this limit.",
+                        type_="BadRequestError",
+                    )
         schema, json_mode = self._validate_response_format(body.get("response_format"))
-        return {"schema": schema, "json_mode": json_mode, "prompt_tokens": prompt_tokens}
+        so = body.get("structured_outputs")
+        if so is not None:
+            if not isinstance(so, dict):
+                raise BadRequest("Invalid 'structured_outputs': expected an object.", "structured_outputs")
+            if "json" in so:
+                js = so["json"]
+                if isinstance(js, str):
+                    try:
+                        js = json.loads(js)
+                    except json.JSONDecodeError:
+                        raise BadRequest("Invalid 'structured_outputs.json'.", "structured_outputs.json") from None
+                self._check_schema(js, "structured_outputs.json")
+                schema, json_mode = js, True
+            elif so.get("json_object"):
+                json_mode = True
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        if st.max_model_len is not None:
+            limit = st.max_model_len
+            if prompt_tokens > limit or (max_tokens is None and prompt_tokens >= limit):
+                raise BadRequest(
+                    f"This model's maximum context length is {limit} tokens. However, your request has "
+                    f"{prompt_tokens} input tokens. Please reduce the length of the input messages.",
+                    type_="BadRequestError",
+                )
+            if max_tokens is None:
+                max_tokens = limit - prompt_tokens
+            elif prompt_tokens + max_tokens > limit:
+                raise BadRequest(
+                    f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's "
+                    f"maximum context length is {limit} tokens and your request has {prompt_tokens} "
+                    f"input tokens ({max_tokens} > {limit} - {prompt_tokens}).",
+                    type_="BadRequestError",
+                )
+        return {"schema": schema, "json_mode": json_mode, "prompt_tokens": prompt_tokens, "max_tokens": max_tokens}
 
-    def _validate_messages(self, messages: Any) -> int:
+    def _validate_messages(self, messages: Any) -> tuple[int, dict[str, int]]:
         if not isinstance(messages, list) or not messages:
             raise BadRequest("Invalid 'messages': expected a non-empty array.", "messages")
         tokens = 0
+        media = {"image": 0, "video": 0}
         for i, m in enumerate(messages):
             p = f"messages[{i}]"
             if not isinstance(m, dict):
@@ -394,7 +480,7 @@ class StubApp:
                 raise BadRequest(f"Unrecognized argument in '{p}': {min(extra)}", p)
             content = m.get("content")
             if isinstance(content, str):
-                tokens += max(1, len(content) // 4)
+                tokens += _rough_tokens(content)
                 continue
             if not isinstance(content, list) or not content:
                 raise BadRequest(
@@ -408,7 +494,7 @@ class StubApp:
                 if kind == "text":
                     if not isinstance(part.get("text"), str) or set(part) != {"type", "text"}:
                         raise BadRequest(f"Invalid '{pp}': a text part is {{type, text: string}}.", pp)
-                    tokens += max(1, len(part["text"]) // 4)
+                    tokens += _rough_tokens(part["text"])
                 elif kind in ("image_url", "video_url"):
                     if role != "user":
                         raise BadRequest(
@@ -429,16 +515,18 @@ class StubApp:
                         raise BadRequest(f"Invalid value for '{pp}.{kind}.detail'.", pp)
                     if kind == "image_url":
                         _check_jpeg_data_url(obj["url"], f"{pp}.image_url.url")
-                        tokens += 85
+                        tokens += self.state.image_tokens
+                        media["image"] += 1
                     else:
-                        tokens += 1000
+                        tokens += self.state.video_tokens
+                        media["video"] += 1
                 else:
                     raise BadRequest(
                         f"Invalid value for '{pp}.type': {kind!r}. Supported values are: "
                         "'text' and 'image_url'.",
                         f"{pp}.type",
                     )
-        return tokens
+        return tokens, media
 
     def _validate_response_format(self, rf: Any) -> tuple[dict[str, Any] | None, bool]:
         if rf is None:
@@ -458,10 +546,7 @@ class StubApp:
                 if schema is not None:
                     self._check_schema(schema, "response_format.schema")
                 return schema, True
-            if set(rf) != {"type"}:
-                raise BadRequest(
-                    "Unrecognized argument in 'response_format': schema", "response_format.schema"
-                )
+            # vLLM: ResponseFormat allows extra fields; json_object is plain JSON mode, a schema is ignored
             return None, True
         # json_schema
         if self.state.dialect == "json_object":
@@ -510,7 +595,7 @@ class StubApp:
 
     async def ctl_config(self, request: web.Request) -> web.Response:
         d = await request.json()
-        for k in ("latency_s", "capacity", "dialect", "allow_video", "reply_text"):
+        for k in ("latency_s", "capacity", "dialect", "allow_video", "reply_text", "limit_mm_per_prompt", "max_model_len"):
             if k in d:
                 setattr(self.state, k, d[k])
         if "capacity" in d:
@@ -550,6 +635,8 @@ class StubServer:
         latency_s: float = 0.0,
         capacity: int = 64,
         allow_video: bool = False,
+        limit_mm_per_prompt: dict[str, int] | None = None,
+        max_model_len: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -560,6 +647,8 @@ class StubServer:
             latency_s=latency_s,
             capacity=capacity,
             allow_video=allow_video,
+            limit_mm_per_prompt=limit_mm_per_prompt,
+            max_model_len=max_model_len,
         )
         self.app = StubApp(self.state)
         self.host, self.port = host, port
@@ -707,6 +796,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--capacity", type=int, default=64)
     ap.add_argument("--allow-video", action="store_true")
+    ap.add_argument("--limit-mm-per-prompt", type=json.loads, default=None, help='like vllm serve: {"image": 8, "video": 0}')
+    ap.add_argument("--max-model-len", type=int, default=None)
     a = ap.parse_args(argv)
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("the stub only listens on loopback")
@@ -717,6 +808,8 @@ def main(argv: list[str] | None = None) -> None:
         latency_s=a.latency,
         capacity=a.capacity,
         allow_video=a.allow_video,
+        limit_mm_per_prompt=a.limit_mm_per_prompt,
+        max_model_len=a.max_model_len,
     )
     web.run_app(StubApp(state).build(), host=a.host, port=a.port, access_log=None)
 

@@ -2,9 +2,26 @@
 
 Plain ``httpx`` (no SDK retry layer): bounded in-flight requests, a total timeout per HTTP attempt,
 retries with exponential backoff + jitter on 429 / 5xx / timeouts / dropped connections (Retry-After
-honoured), JSON-schema structured output in two dialects, jsonschema validation with exactly one
-repair retry, usage accounting. The API key lives only in the HTTP client's headers: it is never
-logged, never in a repr, and redacted from any server text that ends up in an exception.
+honoured), a circuit breaker shared by all requests of one client, JSON-schema structured output in
+two dialects (decided by a retried start-up probe), jsonschema validation with exactly one repair
+retry, truncated replies (``finish_reason == "length"``) never parsed as valid, usage accounting.
+The API key lives only in the HTTP client's headers: it is never logged, never in a repr, and
+redacted from any server text that ends up in an exception.
+
+Circuit breaker: after ``circuit_failures`` consecutive transient failures (timeouts, dropped
+connections, 408/429/5xx, auth refusals, garbage bodies; any definite answer, even a 400, resets the
+count) the circuit opens. A request that finds it open waits instead of burning its retries: one
+half-open probe request at a time goes out after the same exponential backoff as retries; a success
+closes the circuit for everyone; a request that has waited ``circuit_open_s`` raises
+:class:`EndpointDown`.
+
+vLLM behaviour this client relies on (vllm-project/vllm, ``vllm/entrypoints/openai/protocol.py``):
+``GET /v1/models`` answers ``ModelCard`` objects with ``max_model_len`` (the served context length);
+``ChatCompletionRequest`` accepts ``max_tokens`` and ``max_completion_tokens``; a request whose
+prompt plus ``max_tokens`` exceeds ``max_model_len`` is a 400 ("This model's maximum context length
+is ..."); ``--limit-mm-per-prompt`` is enforced per request in ``vllm/multimodal`` (a 400 "At most N
+image(s) may be provided in one prompt."); a completion cut by ``max_tokens`` ends with
+``finish_reason: "length"``.
 """
 
 from __future__ import annotations
@@ -23,6 +40,8 @@ import httpx
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from vidthinker.redact import redact, redact_then_truncate, register_secret, register_url_credentials
+
 from .base import (
     ChatReply,
     ChatRequest,
@@ -36,6 +55,9 @@ from .base import (
     TextPart,
     Usage,
     VideoPart,
+    EndpointDown,
+    EndpointMismatch,
+    http_status_transient,
 )
 
 __all__ = ["API_KEY_ENV_VARS", "OpenAICompatChat", "OpenAIEndpoint", "to_wire_messages"]
@@ -80,6 +102,12 @@ class OpenAIEndpoint(BaseModel):
     backoff_initial_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
     max_retry_after_s: float = Field(120.0, ge=0)
+    circuit_failures: int = Field(5, ge=1)
+    circuit_open_s: float = Field(120.0, ge=0)
+    # the largest request (prompt estimate + max_tokens) the caller will send; checked at start-up
+    # against the served model's max_model_len when the server reports one (vLLM does)
+    needed_context: int | None = Field(None, ge=1)
+    needed_context_why: str = ""
     structured_output: Literal["auto", "json_schema", "json_object"] = "auto"
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
@@ -143,10 +171,8 @@ def _parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
 class _Retryable(Exception):
-    """Internal: one attempt failed in a way worth retrying."""
+    """Internal: one attempt failed in a way worth retrying (a transient failure)."""
 
     def __init__(
         self, reason: str, *, kind: str, status: int | None = None, retry_after: float | None = None
@@ -158,20 +184,46 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class _FormatRejected(Exception):
+    """Internal: a definite answer that the structured-output format of a probe is not supported."""
+
+    def __init__(self, status: int, text: str):
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
+
+
+# vLLM's media limit message (vllm/multimodal processing context, `validate_num_items`):
+# "At most {limit} {modality}(s) may be provided in one prompt." [+ " Set `--limit-mm-per-prompt` ..."]
+_MEDIA_LIMIT_RE = re.compile(r"at most \d+ \w+\(s\) may be provided|limit-mm-per-prompt", re.IGNORECASE)
+# a rejection that names the response format: a definite "this dialect is not supported" answer
+_FORMAT_RE = re.compile(r"response_format|json_schema|json_object|structured", re.IGNORECASE)
+
+
 class OpenAICompatChat:
     """``ChatModel`` over the OpenAI chat-completions API."""
 
     def __init__(self, endpoint: OpenAIEndpoint, *, transport: httpx.AsyncBaseTransport | None = None):
         self.endpoint = endpoint
+        register_secret(endpoint.api_key.get_secret_value() if endpoint.api_key else None)  # vidthinker.redact
+        register_url_credentials(endpoint.base_url)  # http://user:pass@host: the password and its Basic token
         self.model_id = endpoint.model
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._sem: asyncio.Semaphore | None = None
         self._dialect_lock: asyncio.Lock | None = None
+        self._gate: asyncio.Lock | None = None  # one half-open probe at a time
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dialect: Dialect | None = (
             None if endpoint.structured_output == "auto" else endpoint.structured_output
         )
+        # circuit breaker (shared by every request of this client)
+        self._failures = 0  # consecutive transient failures
+        self._opened_at: float | None = None  # monotonic time the circuit opened
+        self._probes_failed = 0
+        self._last_failure = ""
+        self.circuit_opened = 0  # how many times the circuit opened
+        # what the server reports about the model (GET /models), after check()
+        self.max_model_len: int | None = None
         # accounting (read by pipelines and benchmarks)
         self.usage = Usage()
         self.http_attempts = 0
@@ -181,21 +233,24 @@ class OpenAICompatChat:
 
     # ------------------------------------------------------------------ plumbing
     def __repr__(self) -> str:
-        return f"OpenAICompatChat(model={self.model_id!r}, base_url={self.endpoint.base_url!r})"
+        return f"OpenAICompatChat(model={self.model_id!r}, base_url={redact(self.endpoint.base_url)!r})"
 
     @property
     def dialect(self) -> Dialect | None:
         """The structured-output dialect in use (None until detected in ``auto`` mode)."""
         return self._dialect
 
+    @property
+    def circuit_open(self) -> bool:
+        return self._opened_at is not None
+
     def _err(self, cls: type[ModelError], message: str, **kw: Any) -> ModelError:
         return cls(self._redact(message), endpoint=self.endpoint.base_url, model=self.model_id, **kw)
 
-    def _redact(self, text: str) -> str:
-        key = self.endpoint.api_key.get_secret_value() if self.endpoint.api_key else ""
-        if key and key in text:
-            text = text.replace(key, "***")
-        return text
+    def _redact(self, text: str, limit: int | None = None) -> str:
+        """vidthinker.redact (this client's key too, even when it is not in the environment), then cut."""
+        key = self.endpoint.api_key.get_secret_value() if self.endpoint.api_key else None
+        return redact(text, secrets=(key,)) if limit is None else redact_then_truncate(text, limit, secrets=(key,))
 
     def _ensure_client(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -218,6 +273,7 @@ class OpenAICompatChat:
             )
             self._sem = asyncio.Semaphore(self.endpoint.max_in_flight)
             self._dialect_lock = asyncio.Lock()
+            self._gate = asyncio.Lock()
             self._loop = loop
         return self._client
 
@@ -244,9 +300,14 @@ class OpenAICompatChat:
             text = str(msg if msg else err)
         except (ValueError, AttributeError):
             text = resp.text
-        return self._redact(text.strip()[:500])
+        return self._redact(text.strip(), 500)
 
-    async def _attempt(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _attempt(
+        self, body: dict[str, Any] | None, *, path: str = "chat/completions", format_probe: bool = False
+    ) -> dict[str, Any]:
+        """One HTTP request (POST body to path, or GET path when body is None); raises _Retryable
+        for a transient failure, _FormatRejected for a probe's definite format rejection, and
+        ModelError for a definite error answer."""
         client = self._ensure_client()
         assert self._sem is not None
         async with self._sem:
@@ -255,7 +316,10 @@ class OpenAICompatChat:
             self.http_attempts += 1
             try:
                 async with asyncio.timeout(self.endpoint.timeout_s):
-                    resp = await client.post("chat/completions", json=body)
+                    if body is None:
+                        resp = await client.get(path)
+                    else:
+                        resp = await client.post(path, json=body)
             except (TimeoutError, httpx.TimeoutException) as e:
                 raise _Retryable(f"no reply within {self.endpoint.timeout_s:g}s", kind="timeout") from e
             except httpx.ConnectError as e:
@@ -266,6 +330,16 @@ class OpenAICompatChat:
                 self.in_flight -= 1
         if resp.status_code >= 400:
             text = self._error_text(resp)
+            if (
+                format_probe
+                and resp.status_code not in (401, 403, 404, 408, 429)
+                and _FORMAT_RE.search(text)
+            ):
+                # A definite rejection that names the format. llama-cpp-python's server answers a
+                # request it cannot validate with a 500 naming the field (its RouteErrorHandler in
+                # llama_cpp/server/errors.py wraps route errors into 500s), so a 5xx counts here
+                # when, and only when, it names the format; any other 5xx is a transient failure.
+                raise _FormatRejected(resp.status_code, text)
             if resp.status_code in RETRYABLE_STATUS:
                 raise _Retryable(
                     f"HTTP {resp.status_code}: {text}",
@@ -273,15 +347,30 @@ class OpenAICompatChat:
                     status=resp.status_code,
                     retry_after=_parse_retry_after(resp.headers.get("retry-after")),
                 )
-            cls = ModelUnavailable if resp.status_code in (401, 403, 404) else ModelHTTPError
-            kw = {"status_code": resp.status_code} if cls is ModelHTTPError else {}
-            raise self._err(cls, f"HTTP {resp.status_code} from chat/completions: {text}", **kw)
+            if resp.status_code in (401, 403):
+                raise self._err(
+                    ModelUnavailable, f"authentication refused (HTTP {resp.status_code}) by {path}: {text}"
+                )
+            if resp.status_code == 404:
+                raise self._err(ModelUnavailable, f"HTTP 404 from {path}: {text}")
+            if resp.status_code == 400 and _MEDIA_LIMIT_RE.search(text):
+                raise self._err(
+                    EndpointMismatch,
+                    f"the server refuses the media of a request (HTTP 400: {text}); serve with a larger "
+                    "--limit-mm-per-prompt (`vidthinker serve-args` prints what the settings need)",
+                )
+            raise self._err(
+                ModelHTTPError, f"HTTP {resp.status_code} from {path}: {text}", status_code=resp.status_code
+            )
         try:
             data = resp.json()
-            data["choices"][0]["message"]
+            if body is None:
+                [str(m["id"]) for m in data["data"]]
+            else:
+                data["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise _Retryable(
-                f"malformed response body ({self._redact(resp.text[:200])!r})", kind="body"
+                f"malformed response body ({self._redact(resp.text, 200)!r})", kind="body"
             ) from e
         return data
 
@@ -292,44 +381,166 @@ class OpenAICompatChat:
             delay = max(delay * 0.1, min(retry_after, ep.max_retry_after_s))
         return delay
 
-    async def _post_with_retries(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    # ------------------------------------------------------------------ circuit breaker
+    def _note_failure(self, reason: str, probe: bool) -> None:
+        self._failures += 1
+        self._last_failure = reason
+        if self._opened_at is None:
+            if self._failures >= self.endpoint.circuit_failures:
+                self._opened_at = time.monotonic()
+                self._probes_failed = 0
+                self.circuit_opened += 1
+                log.warning(
+                    "model %s at %s: %d consecutive failures (last: %s); circuit open: requests wait up "
+                    "to %gs for the endpoint, one probe at a time",
+                    self.model_id,
+                    redact(self.endpoint.base_url),
+                    self._failures,
+                    self._redact(reason),
+                    self.endpoint.circuit_open_s,
+                )
+        elif probe:
+            self._probes_failed += 1
+        if probe and self._gate is not None:
+            self._gate.release()
+
+    def _note_answer(self, probe: bool) -> None:
+        """The endpoint answered (a reply, or a definite error such as a 400): it is up."""
+        if self._opened_at is not None:
+            log.warning(
+                "model %s at %s: endpoint answers again; circuit closed after %.1fs",
+                self.model_id,
+                redact(self.endpoint.base_url),
+                time.monotonic() - self._opened_at,
+            )
+        self._failures = 0
+        self._opened_at = None
+        self._probes_failed = 0
+        if probe and self._gate is not None:
+            self._gate.release()
+
+    def _down(self) -> ModelError:
+        return self._err(
+            EndpointDown,
+            f"endpoint down: circuit open after {self.endpoint.circuit_failures} consecutive failures and "
+            f"no answer within {self.endpoint.circuit_open_s:g}s of waiting "
+            f"(last failure: {self._redact(self._last_failure, 200)})",
+        )
+
+    async def _admit(self, since: float) -> bool:
+        """Wait while the circuit is open. Returns True when this request goes out as the half-open
+        probe (it then holds the gate until _note_failure/_note_answer), False when the circuit
+        closed meanwhile. Raises EndpointDown once this request has waited circuit_open_s."""
+        gate = self._gate
+        assert gate is not None
+        remaining = since + self.endpoint.circuit_open_s - time.monotonic()
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                await gate.acquire()
+        except TimeoutError:
+            raise self._down() from None
+        try:
+            if self._opened_at is None:
+                gate.release()
+                return False
+            remaining = since + self.endpoint.circuit_open_s - time.monotonic()
+            if remaining <= 0:
+                gate.release()
+                raise self._down()
+            await asyncio.sleep(min(self._backoff(self._probes_failed, None), remaining))
+            if self._opened_at is None:  # a request already in flight got an answer meanwhile
+                gate.release()
+                return False
+            return True
+        except asyncio.CancelledError:
+            if gate.locked():
+                gate.release()
+            raise
+
+    async def _post_with_retries(
+        self,
+        body: dict[str, Any] | None,
+        *,
+        path: str = "chat/completions",
+        format_probe: bool = False,
+        wait_on_circuit: bool = True,
+    ) -> tuple[dict[str, Any], int]:
+        """One request with retries (transient failures, while the circuit is closed) and the
+        circuit breaker (while it is open). Returns (response JSON, HTTP attempts). Start-up
+        requests pass wait_on_circuit=False: they count towards the breaker but only retry, so a
+        check against a dead endpoint ends after max_retries, not after circuit_open_s."""
+        self._ensure_client()
         attempts = 0
+        failed = 0  # transient failures while the circuit was closed: these spend max_retries
+        since: float | None = None
         while True:
+            probe = False
+            if wait_on_circuit and self._opened_at is not None:
+                if since is None:
+                    since = time.monotonic()
+                probe = await self._admit(since)
             attempts += 1
             try:
-                return await self._attempt(body), attempts
+                data = await self._attempt(body, path=path, format_probe=format_probe)
             except _Retryable as e:
-                if attempts > self.endpoint.max_retries:
-                    msg = f"gave up after {attempts} attempt(s): {e.reason}"
-                    if e.kind == "timeout":
-                        raise self._err(ModelTimeout, msg) from e
-                    if e.kind == "connect":
-                        raise self._err(ModelUnavailable, msg) from e
-                    if e.kind == "status":
-                        raise self._err(ModelHTTPError, msg, status_code=e.status or 0) from e
-                    raise self._err(ModelError, msg) from e
-                delay = self._backoff(attempts - 1, e.retry_after)
+                self._note_failure(e.reason, probe)
+                if wait_on_circuit and self._opened_at is not None:
+                    continue  # wait for the endpoint (or EndpointDown) instead of spending retries
+                failed += 1
+                if failed > self.endpoint.max_retries:
+                    raise self._give_up(attempts, e) from e
+                delay = self._backoff(failed - 1, e.retry_after)
                 self.retries += 1
                 log.warning(
                     "model %s at %s: attempt %d failed (%s); retrying in %.2fs",
                     self.model_id,
-                    self.endpoint.base_url,
+                    redact(self.endpoint.base_url),
                     attempts,
                     self._redact(e.reason),
                     delay,
                 )
                 await asyncio.sleep(delay)
+                continue
+            except _FormatRejected:
+                self._note_answer(probe)
+                raise
+            except ModelError as e:
+                if e.transient:
+                    self._note_failure(str(e), probe)
+                else:
+                    self._note_answer(probe)
+                raise
+            except BaseException:
+                if probe and self._gate is not None and self._gate.locked():
+                    self._gate.release()
+                raise
+            self._note_answer(probe)
+            return data, attempts
+
+    def _give_up(self, attempts: int, e: _Retryable) -> ModelError:
+        msg = f"gave up after {attempts} attempt(s): {e.reason}"
+        if e.kind == "timeout":
+            return self._err(ModelTimeout, msg)
+        if e.kind == "connect":
+            return self._err(ModelUnavailable, "endpoint unreachable: " + msg)
+        if e.kind == "status":
+            return self._err(ModelHTTPError, msg, status_code=e.status or 0)
+        return self._err(ModelUnavailable, msg)  # dropped connections, garbage bodies: infrastructure
 
     # ------------------------------------------------------------------ request body
     def _body(
-        self, request: ChatRequest, messages: list[dict[str, Any]], dialect: Dialect | None
+        self,
+        request: ChatRequest,
+        messages: list[dict[str, Any]],
+        dialect: Dialect | None,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_id,
             "messages": messages,
             "temperature": float(request.temperature),
             "top_p": float(request.top_p),
-            "max_tokens": int(request.max_tokens),
+            "max_tokens": int(max_tokens or request.max_tokens),
         }
         if request.seed is not None:
             body["seed"] = int(request.seed)
@@ -347,7 +558,10 @@ class OpenAICompatChat:
 
     # ------------------------------------------------------------------ dialect detection
     async def _probe(self, dialect: Dialect) -> int | None:
-        """One unretried tiny structured request; returns the HTTP status (None on success)."""
+        """A tiny structured request, retried like any request; returns None when the server
+        accepts the format, the HTTP status of a definite rejection otherwise. A probe that only
+        ever meets transient failures raises ModelUnavailable: the dialect is never decided from
+        a transient failure."""
         body = {
             "model": self.model_id,
             "messages": [{"role": "user", "content": 'Reply with {"ok": true}.'}],
@@ -356,17 +570,20 @@ class OpenAICompatChat:
             "response_format": self._response_format(_PROBE_SCHEMA, "probe", dialect),
         }
         body.update(self.endpoint.extra_body)
-        client = self._ensure_client()
         try:
-            async with asyncio.timeout(self.endpoint.timeout_s):
-                resp = await client.post("chat/completions", json=body)
-        except (TimeoutError, httpx.TimeoutException) as e:
-            raise self._err(ModelTimeout, f"structured-output probe ({dialect}) timed out") from e
-        except httpx.TransportError as e:
-            raise self._err(ModelUnavailable, f"structured-output probe failed: {type(e).__name__}") from e
-        if resp.status_code in (401, 403):
-            raise self._err(ModelUnavailable, f"authentication refused (HTTP {resp.status_code})")
-        return None if resp.status_code < 400 else resp.status_code
+            await self._post_with_retries(body, format_probe=True, wait_on_circuit=False)
+        except _FormatRejected as e:
+            return e.status
+        except EndpointDown:
+            raise
+        except ModelError as e:
+            if isinstance(e, ModelUnavailable):
+                raise
+            raise self._err(
+                ModelUnavailable,
+                f"structured-output probe ({dialect}) got no definite answer: {str(e).split(' [')[0]}",
+            ) from None
+        return None
 
     async def detect_dialect(self) -> Dialect:
         if self._dialect is not None:
@@ -388,7 +605,7 @@ class OpenAICompatChat:
                         "model %s at %s: neither structured-output dialect accepted (HTTP %s / %s); "
                         "using json_schema",
                         self.model_id,
-                        self.endpoint.base_url,
+                        redact(self.endpoint.base_url),
                         status,
                         status2,
                     )
@@ -396,44 +613,44 @@ class OpenAICompatChat:
             log.info(
                 "model %s at %s: structured output dialect %s",
                 self.model_id,
-                self.endpoint.base_url,
+                redact(self.endpoint.base_url),
                 self._dialect,
             )
             return self._dialect
 
     # ------------------------------------------------------------------ protocol
+    async def model_cards(self) -> list[dict[str, Any]]:
+        """``GET /models``, retried like any request: the served models' cards (vLLM's ModelCard
+        carries ``max_model_len``)."""
+        try:
+            data, _ = await self._post_with_retries(None, path="models", wait_on_circuit=False)
+        except (ModelHTTPError, ModelTimeout) as e:
+            raise self._err(ModelUnavailable, f"GET /models failed: {str(e).split(' [')[0]}") from None
+        return [dict(m) for m in data["data"] if isinstance(m, dict)]
+
     async def list_models(self) -> list[str]:
-        client = self._ensure_client()
-        timeout = min(self.endpoint.timeout_s, max(self.endpoint.connect_timeout_s, 5.0))
-        try:
-            async with asyncio.timeout(timeout):
-                resp = await client.get("models")
-        except (TimeoutError, httpx.TimeoutException) as e:
-            raise self._err(
-                ModelUnavailable, f"endpoint did not answer GET /models within {timeout:g}s"
-            ) from e
-        except httpx.TransportError as e:
-            raise self._err(ModelUnavailable, f"endpoint unreachable ({type(e).__name__})") from e
-        if resp.status_code in (401, 403):
-            raise self._err(
-                ModelUnavailable,
-                f"authentication refused (HTTP {resp.status_code}): {self._error_text(resp)}",
-            )
-        if resp.status_code >= 400:
-            raise self._err(
-                ModelUnavailable, f"GET /models answered HTTP {resp.status_code}: {self._error_text(resp)}"
-            )
-        try:
-            return [str(m["id"]) for m in resp.json()["data"]]
-        except (ValueError, KeyError, TypeError) as e:
-            raise self._err(
-                ModelUnavailable, "GET /models answered something that is not a model list"
-            ) from e
+        return [str(card["id"]) for card in await self.model_cards()]
 
     async def check(self) -> None:
-        served = await self.list_models()
+        """Start-up check: the model is served, its context fits the largest request the settings
+        produce, and the structured-output dialect is decided (unless pinned)."""
+        cards = await self.model_cards()
+        served = [str(c.get("id")) for c in cards]
         if self.model_id not in served:
             raise self._err(ModelUnavailable, f"model {self.model_id!r} is not served here; served: {served}")
+        card = next(c for c in cards if str(c.get("id")) == self.model_id)
+        reported = card.get("max_model_len")
+        self.max_model_len = int(reported) if isinstance(reported, int) and reported > 0 else None
+        need = self.endpoint.needed_context
+        if need is not None and self.max_model_len is not None and need > self.max_model_len:
+            why = f" ({self.endpoint.needed_context_why})" if self.endpoint.needed_context_why else ""
+            raise self._err(
+                EndpointMismatch,
+                f"the served context (max_model_len={self.max_model_len} tokens) is smaller than the "
+                f"largest request these settings produce, about {need} tokens{why}; serve with "
+                f"--max-model-len >= {need} (`vidthinker serve-args` prints the vllm serve flags the "
+                "settings need) or lower the settings",
+            )
         if self._dialect is None:
             await self.detect_dialect()
 
@@ -448,8 +665,9 @@ class OpenAICompatChat:
         usage = Usage()
         attempts = 0
         texts: list[str] = []
+        max_tokens = request.max_tokens
         for round_ in range(2):  # the first answer, then at most one repair
-            data, n = await self._post_with_retries(self._body(request, messages, dialect))
+            data, n = await self._post_with_retries(self._body(request, messages, dialect, max_tokens))
             attempts += n
             u = data.get("usage") or {}
             call_usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), 1)
@@ -463,13 +681,38 @@ class OpenAICompatChat:
             if msg.get("refusal") or finish == "content_filter":
                 raise self._err(
                     ModelReplyError,
-                    f"model refused: {str(msg.get('refusal') or finish)[:200]}",
+                    f"model refused: {self._redact(str(msg.get('refusal') or finish), 200)}",
                     raw_text=text or str(msg.get("refusal")),
                     raw_texts=texts,
                     usage=usage,
                 )
             if request.json_schema is None:
                 return self._reply(text, None, usage, t0, data, attempts, finish)
+            if finish == "length":
+                # Cut off by max_tokens: even text that happens to parse is not the whole reply. Ask
+                # again with a larger budget (the same messages), as far as the context allows.
+                problem = f"reply truncated: cut off at max_tokens={max_tokens} (finish_reason 'length')"
+                larger = max_tokens * 2
+                if self.max_model_len is not None and call_usage.prompt_tokens:
+                    larger = min(larger, self.max_model_len - call_usage.prompt_tokens)
+                if round_ == 0 and larger > max_tokens:
+                    log.warning(
+                        "model %s at %s: %s; asking again with max_tokens=%d",
+                        self.model_id,
+                        redact(self.endpoint.base_url),
+                        problem,
+                        larger,
+                    )
+                    max_tokens = larger
+                    continue
+                raise self._err(
+                    ModelReplyError,
+                    f"{problem} for schema {request.schema_name!r}"
+                    + (" after one retry with a larger budget" if round_ else ""),
+                    raw_text=text,
+                    raw_texts=texts,
+                    usage=usage,
+                )
             try:
                 # strict=False: small models put raw newlines/tabs inside strings; the content is fine.
                 parsed = json.loads(_strip_fences(text), strict=False)
@@ -480,14 +723,12 @@ class OpenAICompatChat:
                 if not isinstance(parsed, dict):
                     raise TypeError("top-level value is not a JSON object")
             except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError
-                problem = str(e)[:300]
-                if finish == "length":
-                    problem += f" (reply cut at max_tokens={request.max_tokens})"
+                problem = self._redact(str(e), 300)
                 if round_ == 0:
                     log.warning(
                         "model %s at %s: invalid structured reply (%s); one repair retry",
                         self.model_id,
-                        self.endpoint.base_url,
+                        redact(self.endpoint.base_url),
                         problem,
                     )
                     messages = messages + [
