@@ -13,6 +13,7 @@ import html
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -22,14 +23,15 @@ import streamlit as st
 from vidthinker.dashboard import charts
 from vidthinker.dashboard.data import (
     RecordFilter,
-    distinct_values,
     fmt_time,
     get_record,
     list_runs,
     page_frame,
-    quality_of,
+    quality_job,
     record_page,
     run_signature,
+    shard_counts,
+    stored_quality,
 )
 from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html, video_key
 from vidthinker.quality import RunQuality
@@ -54,10 +56,42 @@ def _runs(root: str) -> list[tuple[str, str]]:
     return [(str(r.path), r.name) for r in list_runs(root)]
 
 
-@st.cache_data(max_entries=64, show_spinner="computing quality figures…")
-def _quality(run: str, signature: tuple, earlier: tuple[str, ...]) -> RunQuality:
+class _Pending(Exception):
+    """The run's figures are not stored yet (a background job computes them); never cached."""
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _stored_quality(run: str, signature: tuple, earlier: tuple[str, ...]) -> RunQuality:
     del signature  # part of the cache key only
-    return quality_of(Path(run), [Path(p) for p in earlier])
+    quality = stored_quality(Path(run), [Path(p) for p in earlier])
+    if quality is None:
+        raise _Pending(run)
+    return quality
+
+
+def _quality(run: str, signature: tuple, earlier: tuple[str, ...]) -> RunQuality | None:
+    """The stored figures, or None while `vidthinker quality` computes them in the background."""
+    try:
+        return _stored_quality(run, signature, earlier)
+    except _Pending:
+        return None
+
+
+def _wait_for_figures(runs: list[str]) -> None:
+    """Say which runs' figures are being computed (or why they cannot be), and rerun the page shortly."""
+    failed = False
+    for run in runs:
+        state = quality_job(Path(run)) or "running"
+        if state.startswith("failed"):
+            failed = True
+            st.error(f"The quality figures of `{run}` could not be computed: {state.removeprefix('failed: ')}. "
+                     f"Run `vidthinker quality --out {run}` to see why.")
+        else:
+            st.info(f"Computing the quality figures of `{run}` in the background (`vidthinker quality --out {run}`); "
+                    "this page shows them once they are stored.")
+    if not failed:
+        time.sleep(1.0)
+        st.rerun()
 
 
 @st.cache_data(max_entries=48, show_spinner="decoding frames…")
@@ -66,13 +100,7 @@ def _thumbs(key: tuple, record_json: str) -> Thumbs:
     return decode_thumbs(key[0], record)
 
 
-@st.cache_data(ttl=30, max_entries=256, show_spinner=False)
-def _distinct(run: str, signature: tuple, column: str, status: str) -> list[str]:
-    del signature
-    return distinct_values(Path(run), column, RecordFilter(status=status))
-
-
-def all_qualities(runs: list[tuple[str, str]]) -> list[RunQuality]:
+def all_qualities(runs: list[tuple[str, str]]) -> list[RunQuality | None]:
     out = []
     for i, (path, _) in enumerate(runs):
         earlier = tuple(p for p, _ in runs[max(0, i - 5):i])
@@ -80,7 +108,7 @@ def all_qualities(runs: list[tuple[str, str]]) -> list[RunQuality]:
     return out
 
 
-def selected_run(runs: list[tuple[str, str]]) -> tuple[str, RunQuality]:
+def selected_run(runs: list[tuple[str, str]]) -> tuple[str, RunQuality | None]:
     names = [name for _, name in runs]
     wanted = st.query_params.get("run") or st.session_state.get("run_choice") or names[-1]
     index = names.index(wanted) if wanted in names else len(names) - 1
@@ -120,6 +148,10 @@ def overview() -> None:
     path, quality = selected_run(runs)
     qualities = all_qualities(runs)
     st.title("Annotation quality")
+    pending = [p for (p, _), q in zip(runs, qualities) if q is None]
+    if pending:
+        _wait_for_figures(pending)
+        return
     st.caption(f"{len(runs)} run(s) under `{ROOT}`")
     st.subheader(f"Run {quality.name}", anchor=False)
     st.caption(f"created {fmt_time(quality.created_at)} · {', '.join(quality.pipeline_versions)} · `{path}`")
@@ -160,7 +192,11 @@ def overview() -> None:
 
 def distributions() -> None:
     runs = _runs(str(ROOT))
-    _, q = selected_run(runs)
+    path, q = selected_run(runs)
+    if q is None:
+        st.title(f"Distributions · {Path(path).name}")
+        _wait_for_figures([path])
+        return
     st.title(f"Distributions · {q.name}")
     left, right = st.columns(2)
     left.altair_chart(charts.count_distribution(q.frames_per_qa, title="frames per QA (good records)", x_title="frames"))
@@ -224,7 +260,8 @@ def _filters(prefix: str, run: str, signature: tuple, *, failures: bool) -> Reco
     qp = st.query_params
     cols = st.columns(4 if failures else 5)
     if failures:
-        stages = [""] + _distinct(run, signature, "error_stage", "error")
+        quality = st.session_state["_quality"]
+        stages = [""] + sorted(quality.errors_by_stage)
         stage = cols[0].selectbox("stage", stages, index=stages.index(qp.get("stage", "")) if qp.get("stage", "") in stages else 0,
                                   format_func=lambda s: s or "any", key=f"{prefix}-stage")
         reasons = [""] + sorted({r.reason for r in st.session_state["_quality"].errors_by_reason if not stage or r.stage == stage})
@@ -235,7 +272,8 @@ def _filters(prefix: str, run: str, signature: tuple, *, failures: bool) -> Reco
         return RecordFilter(status="error", stage=stage or None, reason=reason or None, search=search or None, video_id=video or None)
     status = cols[0].selectbox("status", STATUS, index=STATUS.index(qp.get("status", "all")) if qp.get("status", "all") in STATUS else 0,
                                key=f"{prefix}-status")
-    types = [""] + _distinct(run, signature, "instruction_type", "all") + ["unknown"]
+    quality = st.session_state["_quality"]
+    types = [""] + sorted(t for t in (quality.instruction_types if quality else {}) if t != "unknown") + ["unknown"]
     kind = cols[1].selectbox("instruction type", types, index=types.index(qp.get("type", "")) if qp.get("type", "") in types else 0,
                              format_func=lambda s: s or "any", key=f"{prefix}-type")
     search = cols[2].text_input("question contains", qp.get("q", ""), key=f"{prefix}-q")
@@ -247,8 +285,8 @@ def _filters(prefix: str, run: str, signature: tuple, *, failures: bool) -> Reco
 def _paged(run: str, flt: RecordFilter, prefix: str) -> pd.DataFrame:
     controls = st.columns([1, 1, 4])
     size = controls[0].selectbox("page size", PAGE_SIZES, index=1, key=f"{prefix}-size")
-    first = record_page(Path(run), flt, 0, 0, columns=["id"])
-    pages = max(1, -(-first.total // size))
+    total = sum(shard_counts(Path(run), flt)[1])
+    pages = max(1, -(-total // size))
     page_no = controls[1].number_input(f"page (of {pages})", min_value=1, max_value=pages,
                                        value=min(pages, int(st.query_params.get("page", 1) or 1)), key=f"{prefix}-page")
     page = record_page(Path(run), flt, (page_no - 1) * size, size)
@@ -315,8 +353,9 @@ def _trace(trace) -> None:
 def records() -> None:
     runs = _runs(str(ROOT))
     run, quality = selected_run(runs)
-    st.session_state["_quality"] = quality
-    st.title(f"Records · {quality.name}")
+    st.session_state["_quality"] = quality  # None while computed in the background: the listing works without
+    name = quality.name if quality else Path(run).name
+    st.title(f"Records · {name}")
     signature = run_signature(Path(run))
     flt = _filters("rec", run, signature, failures=False)
     frame = _paged(run, flt, "rec")
@@ -340,7 +379,7 @@ def records() -> None:
         st.query_params["record"] = choice
     record = get_record(Path(run), choice)
     if record is None:
-        st.warning(f"record {choice!r} is not in run {quality.name}")
+        st.warning(f"record {choice!r} is not in run {name}")
         _ready("records", record="")
         return
     _record_detail(run, record)
@@ -351,6 +390,10 @@ def failures() -> None:
     runs = _runs(str(ROOT))
     run, quality = selected_run(runs)
     st.session_state["_quality"] = quality
+    if quality is None:
+        st.title(f"Failures · {Path(run).name}")
+        _wait_for_figures([run])
+        return
     st.title(f"Failures · {quality.name}")
     cols = st.columns(4)
     cols[0].metric("failed records", f"{quality.errors:,}")

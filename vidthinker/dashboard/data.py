@@ -1,13 +1,29 @@
 """What the dashboard reads: runs, their quality figures, pages of records and single records.
 
-Everything goes through pyarrow datasets over a run's shard files with a filter and a column projection:
-a page of the record browser decodes only the listing columns and stops after the page's rows; a single
-record is fetched by id. No function here loads a whole run into Python objects.
+A click costs what one page costs, however large the run:
+
+* row counts come from the shard manifests (`vidthinker.shards.read_shard_manifest`; the parquet footer
+  when a shard has none), so an unfiltered page jumps straight to its shard and row group and reads
+  only those rows' listing columns;
+* a filtered page first needs each shard's match count: one scan of just the columns the filter names
+  (pushed down to pyarrow), remembered per filter while the run is unchanged; then the page's shard is
+  scanned alone;
+* a record is looked up in the shard its video is in (the manifests' video ids), with the id filter
+  pushed down.
+
+Quality figures are never computed inside a page request: a page reads the stored `quality/run.json`
+and, when it is missing or stale, starts `vidthinker quality` in a background process (`ensure_quality`)
+and shows the figures once they are stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +31,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from vidthinker.quality import (
     RunQuality,
-    compute_run_quality,
     drift_report,
     find_runs,
     fresh_run_quality,
     shard_paths,
 )
 from vidthinker.schema import VideoITGRecord, arrow_schema, validate_row
+from vidthinker.shards import read_shard_manifest
 
 LIST_COLUMNS = ["id", "video_id", "qa_id", "question", "instruction_type", "error_stage", "error", "frame_num", "clip_num"]
 
@@ -49,20 +66,111 @@ def run_signature(run_dir: Path) -> tuple:
     return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in shard_paths(run_dir))
 
 
-def quality_of(run_dir: Path, earlier: Sequence[Path] = ()) -> RunQuality:
-    """The stored figures when they describe the current shards, else computed (and stored). Drift is
-    (re)computed against `earlier` when the stored report was made without that baseline."""
+_jobs: dict[str, subprocess.Popen] = {}
+_job_errors: dict[str, tuple[tuple, str]] = {}
+_jobs_lock = threading.Lock()
+
+
+def quality_command(run_dir: Path, previous: int = 5) -> list[str]:
+    """The background job: `vidthinker quality --out RUN` in its own process (no GIL shared with the app)."""
+    return [sys.executable, "-c", "from vidthinker.cli import app; app()", "quality", "--out", str(run_dir),
+            "--previous", str(previous)]
+
+
+def _reap(key: str, signature: tuple) -> str | None:
+    """With _jobs_lock held: 'running', 'failed: …' (for this run state) or None."""
+    job = _jobs.get(key)
+    if job is not None:
+        if job.poll() is None:
+            return "running"
+        del _jobs[key]
+        if job.returncode != 0:
+            job.stderr.seek(0)
+            lines = job.stderr.read().decode(errors="replace").strip().splitlines()
+            _job_errors[key] = (signature, lines[-1] if lines else f"exit {job.returncode}")
+        job.stderr.close()
+    if key in _job_errors:
+        if _job_errors[key][0] == signature:
+            return "failed: " + _job_errors[key][1]
+        del _job_errors[key]  # the shards changed since: worth another try
+    return None
+
+
+def quality_job(run_dir: Path) -> str | None:
+    """The background job of a run: 'running', 'failed: <its last error line>', or None."""
+    with _jobs_lock:
+        return _reap(str(Path(run_dir).resolve()), run_signature(Path(run_dir)))
+
+
+def ensure_quality(run_dir: Path) -> str:
+    """Start computing a run's figures in the background unless that is under way or has failed for the
+    run's current shards; returns the job's state."""
+    key = str(Path(run_dir).resolve())
+    with _jobs_lock:
+        state = _reap(key, run_signature(Path(run_dir)))
+        if state is not None:
+            return state
+        log = tempfile.TemporaryFile()
+        _jobs[key] = subprocess.Popen(quality_command(Path(run_dir)), stdout=subprocess.DEVNULL, stderr=log)
+        return "running"
+
+
+def stored_quality(run_dir: Path, earlier: Sequence[Path] = ()) -> RunQuality | None:
+    """The stored figures when they describe the current shards, else None (and a background job is started).
+    Drift is recomputed (cheap: figures only) when the stored report was made without `earlier`'s figures."""
     stored = fresh_run_quality(run_dir)
     if stored is None:
-        try:
-            return compute_run_quality(run_dir, previous_runs=list(earlier))
-        except OSError:  # a read-only run folder: compute without storing
-            return compute_run_quality(run_dir, previous_runs=list(earlier), write=False)
-    baseline = [q for q in (fresh_run_quality(p) or quality_of(p) for p in earlier) if q is not None]
+        ensure_quality(run_dir)
+        return None
+    baseline = [q for q in (fresh_run_quality(p) for p in earlier) if q is not None]
     names = sorted(q.name for q in baseline if q.records)
     if baseline and (stored.drift is None or sorted(stored.drift.baseline_runs) != names):
         stored = stored.model_copy(update={"drift": drift_report(stored, baseline)})
     return stored
+
+
+# --------------------------------------------------------------------------- shards and pages
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    path: Path
+    rows: int
+    video_ids: tuple[str, ...] = ()
+
+
+_shard_cache: OrderedDict[tuple, list[ShardRows]] = OrderedDict()
+_count_cache: OrderedDict[tuple, list[int]] = OrderedDict()
+_cache_lock = threading.Lock()
+CACHED_RUNS = 16
+CACHED_COUNTS = 256
+
+
+def _remember(cache: OrderedDict, key, value, limit: int):
+    with _cache_lock:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    return value
+
+
+def shard_rows(run_dir: Path) -> list[ShardRows]:
+    """Each shard's row count and videos, from its manifest (the parquet footer when it has none); cached
+    while the run's shard files are unchanged."""
+    signature = (str(run_dir), run_signature(run_dir))
+    with _cache_lock:
+        if signature in _shard_cache:
+            _shard_cache.move_to_end(signature)
+            return _shard_cache[signature]
+    out = []
+    for path in shard_paths(run_dir):
+        manifest = read_shard_manifest(path)
+        if manifest is not None:
+            out.append(ShardRows(path, manifest.records, tuple(manifest.video_ids)))
+        else:
+            out.append(ShardRows(path, pq.read_metadata(path).num_rows))
+    return _remember(_shard_cache, signature, out, CACHED_RUNS)
 
 
 def _dataset(run_dir: Path) -> ds.Dataset:
@@ -113,24 +221,85 @@ class Page:
     limit: int
 
 
+def _filter_columns(flt: RecordFilter) -> list[str]:
+    """The columns a filter reads (the scan projects nothing else)."""
+    names = []
+    if flt.status != "all" or flt.reason:
+        names.append("error")
+    if flt.instruction_type:
+        names.append("instruction_type")
+    if flt.stage:
+        names.append("error_stage")
+    if flt.search:
+        names.append("question")
+    if flt.video_id:
+        names.append("video_id")
+    return names or ["id"]
+
+
+def shard_counts(run_dir: Path, flt: RecordFilter = RecordFilter()) -> tuple[list[ShardRows], list[int]]:
+    """The shards and how many rows of each match `flt`: manifests without a filter; with one, a scan of
+    the filter's columns only (remembered per run state and filter)."""
+    shards = shard_rows(run_dir)
+    expression = flt.expression()
+    if expression is None:
+        return shards, [s.rows for s in shards]
+    key = (str(run_dir), run_signature(run_dir), flt)
+    with _cache_lock:
+        if key in _count_cache:
+            return shards, _count_cache[key]
+    columns = _filter_columns(flt)
+    schema = arrow_schema(VideoITGRecord)
+    counts = []
+    for shard in shards:
+        scanner = ds.dataset(str(shard.path), format="parquet", schema=schema).scanner(columns=columns, filter=expression)
+        counts.append(scanner.count_rows())
+    return shards, _remember(_count_cache, key, counts, CACHED_COUNTS)
+
+
+def _read_rows(path: Path, start: int, stop: int, columns: Sequence[str]) -> pa.Table:
+    """Rows start..stop of one shard: only the row groups that hold them, only `columns`."""
+    with pq.ParquetFile(path) as handle:
+        meta, groups, first, at = handle.metadata, [], None, 0
+        for i in range(meta.num_row_groups):
+            n = meta.row_group(i).num_rows
+            if at + n > start and at < stop:
+                groups.append(i)
+                first = at if first is None else first
+            at += n
+        if not groups:
+            return pa.schema([arrow_schema(VideoITGRecord).field(c) for c in columns]).empty_table()
+        table = handle.read_row_groups(groups, columns=list(columns))
+    table = table.slice(start - first, stop - start)
+    return table.cast(pa.schema([arrow_schema(VideoITGRecord).field(c) for c in columns]))
+
+
 def record_page(run_dir: Path, flt: RecordFilter = RecordFilter(), offset: int = 0, limit: int = 50,
                 columns: Sequence[str] = LIST_COLUMNS) -> Page:
-    """Rows `offset .. offset+limit` of the records matching `flt`, listing columns only, plus the match count."""
-    scanner = _dataset(run_dir).scanner(columns=list(columns), filter=flt.expression(), batch_size=1024)
-    total = scanner.count_rows()
-    batches, to_skip, taken = [], offset, 0
-    for batch in scanner.to_batches():
-        if to_skip >= batch.num_rows:
-            to_skip -= batch.num_rows
-            continue
-        piece = batch.slice(to_skip, limit - taken)
-        to_skip = 0
-        batches.append(piece)
-        taken += piece.num_rows
-        if taken >= limit:
+    """Rows `offset .. offset+limit` of the records matching `flt`, listing columns only, plus the match count.
+
+    Jumps to the shard (and, unfiltered, the row groups) where the page starts, from per-shard counts."""
+    shards, counts = shard_counts(run_dir, flt)
+    total = sum(counts)
+    expression = flt.expression()
+    schema = pa.schema([arrow_schema(VideoITGRecord).field(c) for c in columns])
+    pieces, skip, want = [], offset, limit
+    for shard, count in zip(shards, counts):
+        if want <= 0:
             break
-    schema = scanner.projected_schema
-    table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+        if skip >= count:
+            skip -= count
+            continue
+        take = min(count - skip, want)
+        if expression is None:
+            piece = _read_rows(shard.path, skip, skip + take, columns)
+        else:
+            table = ds.dataset(str(shard.path), format="parquet", schema=arrow_schema(VideoITGRecord)).to_table(
+                columns=list(columns), filter=expression)
+            piece = table.slice(skip, take)
+        pieces.append(piece.cast(schema))
+        skip, want = 0, want - piece.num_rows
+    table = pa.concat_tables(pieces) if pieces else schema.empty_table()
     return Page(table=table, total=total, offset=offset, limit=limit)
 
 
@@ -146,12 +315,33 @@ def page_frame(page: Page):
     return frame
 
 
+def _shards_of_record(run_dir: Path, record_id: str) -> list[Path]:
+    """The shard that holds the video of a pipeline record id (`<video_id>/<qa_id>`), from the manifests;
+    every shard when no manifest names it (imported records, shards without manifests)."""
+    shards = shard_rows(run_dir)
+    key = (str(run_dir), run_signature(run_dir), "videos")
+    with _cache_lock:
+        where = _count_cache.get(key)
+    if where is None:
+        where = {v: s.path for s in shards for v in s.video_ids}
+        _remember(_count_cache, key, where, CACHED_COUNTS)
+    parts = record_id.split("/")
+    for cut in range(len(parts) - 1, 0, -1):
+        path = where.get("/".join(parts[:cut]))
+        if path is not None:
+            return [path]
+    return [s.path for s in shards]
+
+
 def get_record(run_dir: Path, record_id: str) -> VideoITGRecord | None:
-    """One record by id (the dataset scan decodes only matching rows into Python)."""
-    table = _dataset(run_dir).to_table(filter=pc.field("id") == record_id)
-    if table.num_rows == 0:
-        return None
-    return validate_row(VideoITGRecord, table.slice(0, 1).to_pylist()[0], source=f"{run_dir} record {record_id}")
+    """One record by id: the shard its video is in, with the id filter pushed down (only that row is
+    decoded into Python); the other shards' `id` columns only when no manifest names the video."""
+    schema = arrow_schema(VideoITGRecord)
+    for path in _shards_of_record(run_dir, record_id):
+        table = ds.dataset(str(path), format="parquet", schema=schema).to_table(filter=pc.field("id") == record_id)
+        if table.num_rows:
+            return validate_row(VideoITGRecord, table.slice(0, 1).to_pylist()[0], source=f"{path} record {record_id}")
+    return None
 
 
 def first_record_id(run_dir: Path, flt: RecordFilter = RecordFilter()) -> str | None:

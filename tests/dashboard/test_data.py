@@ -1,0 +1,114 @@
+"""What a dashboard click reads: pages jump to their shard and row groups (counts from the manifests),
+filters are pushed down per shard, a record is looked up in its video's shard, and missing figures are
+left to a background `vidthinker quality` job, never computed in the request."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from vidthinker.dashboard import data as D
+from vidthinker.dashboard.data import RecordFilter, get_record, record_page, shard_counts, stored_quality
+from vidthinker.schema import Provenance, VideoITGRecord, arrow_schema
+from vidthinker.shards import write_shard
+
+
+def _record(video_id: str, qa: str, *, error: str | None = None, kind: str | None = None) -> VideoITGRecord:
+    flags = {"semantic_only": ("no", "yes"), "motion_only": ("yes", "no")}.get(kind, ("no", "no"))
+    return VideoITGRecord(
+        id=f"{video_id}/{qa}", video=f"/v/{video_id}.mp4", question=f"{'red' if qa.endswith('1') else 'blue'} {qa}?",
+        answer="", frame_num=[1, 2], video_id=video_id, qa_id=qa, error=error, error_stage="retrieve" if error else None,
+        instruction_type=kind, motion=flags[0], existence=flags[1],
+        provenance=Provenance(pipeline_version="0", clip_seconds=5, grid_fps=1, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+
+
+@pytest.fixture
+def run(tmp_path):
+    root = tmp_path / "run"
+    for s in range(3):
+        records = [_record(f"vid/{s}-{v}", f"q{q}", error="Timeout: slow" if (v + q) % 4 == 0 else None,
+                           kind="semantic_only" if q % 2 else "motion_only") for v in range(4) for q in range(3)]
+        path = root / "shards" / f"shard-{s:05d}.parquet"
+        write_shard(records, path)
+    # the middle shard in row groups of 5 rows (same records: its manifest still holds)
+    middle = root / "shards" / "shard-00001.parquet"
+    pq.write_table(pq.read_table(middle), middle, row_group_size=5)
+    return root
+
+
+def _reference(run, flt: RecordFilter) -> list[str]:
+    dataset = ds.dataset(sorted(str(p) for p in (run / "shards").glob("*.parquet")), format="parquet",
+                         schema=arrow_schema(VideoITGRecord))
+    return dataset.to_table(columns=["id"], filter=flt.expression()).column("id").to_pylist()
+
+
+@pytest.mark.parametrize("flt", [RecordFilter(), RecordFilter(status="error"), RecordFilter(instruction_type="semantic_only"),
+                                 RecordFilter(search="RED", status="ok"), RecordFilter(video_id="vid/1-2")])
+def test_pages_equal_a_full_scan_at_every_offset(run, flt):
+    expected = _reference(run, flt)
+    assert expected
+    for size in (1, 5, 7, 50):
+        for offset in range(0, len(expected) + 3, 3):
+            page = record_page(run, flt, offset, size)
+            assert page.total == len(expected)
+            assert page.table["id"].to_pylist() == expected[offset:offset + size], (flt, size, offset)
+
+
+def test_unfiltered_counts_come_from_manifests_and_reads_only_the_page(run, monkeypatch):
+    monkeypatch.setattr(D.ds, "dataset", lambda *a, **k: pytest.fail("scanned a dataset for an unfiltered page"))
+    shards, counts = shard_counts(run)
+    assert counts == [12, 12, 12]
+    reads = []
+    real = D.pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(D.pq.ParquetFile, "read_row_groups",
+                        lambda self, groups, **k: reads.append(list(groups)) or real(self, groups, **k))
+    page = record_page(run, RecordFilter(), offset=17, limit=4)
+    assert page.table["id"].to_pylist() == [f"vid/1-{v}/q{q}" for v in range(4) for q in range(3)][5:9]
+    assert reads == [[1]]  # rows 5-8 of the middle shard: its second row group only
+
+
+def test_filter_counts_are_remembered_until_the_run_changes(run, monkeypatch):
+    flt = RecordFilter(status="error")
+    first = shard_counts(run, flt)[1]
+    monkeypatch.setattr(D.ds, "dataset", lambda *a, **k: pytest.fail("counted again"))
+    assert shard_counts(run, flt)[1] == first
+    monkeypatch.undo()
+    write_shard([_record("vid/9-0", "q0", error="Timeout: x")], run / "shards" / "shard-00009.parquet")
+    assert shard_counts(run, flt)[1] == first + [1]
+
+
+def test_a_record_is_read_from_its_videos_shard(run, monkeypatch):
+    opened = []
+    real = D.ds.dataset
+    monkeypatch.setattr(D.ds, "dataset", lambda source, **k: opened.append(source) or real(source, **k))
+    record = get_record(run, "vid/2-3/q1")
+    assert record is not None and record.video_id == "vid/2-3" and record.qa_id == "q1"
+    assert opened == [str(run / "shards" / "shard-00002.parquet")]
+    assert get_record(run, "vid/2-3/nope") is None
+    assert get_record(run, "nothing-like-it") is None
+
+
+def test_missing_figures_start_a_background_job_and_are_not_computed(run, monkeypatch):
+    started = []
+
+    class Job:
+        returncode = None
+        stderr = None
+
+        def __init__(self, argv, **kwargs):
+            started.append(argv)
+
+        def poll(self):
+            return None
+
+    monkeypatch.setattr(D.subprocess, "Popen", Job)
+    monkeypatch.setattr("vidthinker.quality.compute_run_quality", lambda *a, **k: pytest.fail("computed in the request"))
+    assert stored_quality(run) is None
+    assert stored_quality(run) is None  # the job is under way: not started twice
+    assert len(started) == 1 and started[0][-5:] == ["quality", "--out", str(run), "--previous", "5"]
+    assert D.quality_job(run) == "running"
+    D._jobs.clear()
