@@ -104,7 +104,7 @@ def eval_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random baseline and the bootstrap.")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 2000,
-    limit: Annotated[int | None, typer.Option(help="Only the first N videos.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N videos (N >= 1).")] = None,
     device: Annotated[
         str | None, typer.Option(help="Device of trained selectors (default: CUDA when available).")
     ] = None,

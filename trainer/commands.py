@@ -159,7 +159,7 @@ def select_command(
         Path | None, typer.Option(help="On-disk frame-feature cache (reused across runs).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="Device (default: CUDA when available).")] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N videos.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N videos (N >= 1).")] = None,
     compile_blocks: Annotated[
         bool,
         typer.Option("--compile/--no-compile", help="torch.compile each transformer block (worth it on GPUs for long runs)."),

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from vidthinker import __version__
 from vidthinker.config import ConfigError, Settings, load_settings
+from vidthinker.redact import install_log_redaction, redact
 from vidthinker.schema import SchemaError
 
 app = typer.Typer(
@@ -47,7 +48,7 @@ class ExitCode:
 
 
 def _fail(message: str, code: int = ExitCode.BAD_INPUT) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
     return typer.Exit(code)
 
 
@@ -69,6 +70,7 @@ def main(
     ] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
+    install_log_redaction()  # every log line of every command (and library) goes through vidthinker.redact
     ctx.obj = {"config": config, "overrides": set_ or []}
 
 
@@ -234,7 +236,7 @@ def annotate(
     model: Annotated[Optional[str], typer.Option(help="Served model for stage 1 (and 2, unless models.retrieval_model is set).")] = None,
     caption_mode: Annotated[Optional[CaptionMode], typer.Option(help="shared: one stage-1 call per clip for all of a video's questions; per_question: one call per clip and question.")] = None,
     oracle: Annotated[Optional[bool], typer.Option("--oracle/--no-oracle", help="Use the manifest's clip_descriptions as stage-1 output (measures stages 2-3 alone).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Annotate only the first N videos.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Annotate only the first N videos (N >= 1).")] = None,
     engine: Annotated[Optional[EngineName], typer.Option(help="local: this process, one shard after another; ray: a pool of Ray actors (embedded local Ray unless --ray-address or RAY_ADDRESS). Default: engine.name.")] = None,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to run on (--engine ray), e.g. 10.0.0.5:6379. Default: engine.ray_address, else RAY_ADDRESS, else embedded local Ray.")] = None,
     shard_size: Annotated[Optional[int], typer.Option(help="Videos per shard (default: engine.shard_size).")] = None,

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vidthinker import __version__
@@ -41,16 +42,23 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     resolved against the manifest's folder so a manifest can be moved together with its videos."""
     path = Path(path)
     if not path.is_file():
-        raise SchemaError(f"{path}: manifest not found")
+        raise SchemaError(f"{path}: manifest not found" + (" (it is a directory)" if path.is_dir() else ""))
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows = list(_read_jsonl_manifest(path))
-    elif suffix == ".parquet":
-        rows = list(iter_rows(pq.read_table(path), ManifestRow, source=str(path)))
-    elif suffix == ".json":
-        rows = import_llava_video(path)
-    else:
-        raise SchemaError(f"{path}: unknown manifest format {suffix!r} (use .jsonl, .parquet or LLaVA-Video .json)")
+    try:
+        if suffix == ".jsonl":
+            rows = list(_read_jsonl_manifest(path))
+        elif suffix == ".parquet":
+            try:
+                table = pq.read_table(path)
+            except (pa.ArrowException, ValueError) as error:
+                raise SchemaError(f"{path}: not a readable parquet file ({error})") from None
+            rows = list(iter_rows(table, ManifestRow, source=str(path)))
+        elif suffix == ".json":
+            rows = import_llava_video(path)
+        else:
+            raise SchemaError(f"{path}: unknown manifest format {suffix!r} (use .jsonl, .parquet or LLaVA-Video .json)")
+    except OSError as error:  # permission denied, a read error: one line naming the file, not a traceback
+        raise SchemaError(f"{path}: cannot read the manifest ({error.strerror or error})") from None
     if not rows:
         raise SchemaError(f"{path}: manifest has no rows")
     _check_unique(rows, path)
@@ -58,8 +66,9 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
 
 
 def _read_jsonl_manifest(path: Path) -> Iterator[ManifestRow]:
-    with path.open() as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            line = _utf8_line(raw, path, line_no)
             if not line.strip():
                 continue
             try:
@@ -69,6 +78,29 @@ def _read_jsonl_manifest(path: Path) -> Iterator[ManifestRow]:
             if not isinstance(data, dict):
                 raise SchemaError(f"{path} line {line_no}: expected a JSON object, got {type(data).__name__}")
             yield validate_row(ManifestRow, data, source=f"{path} line {line_no}")
+
+
+def _utf8_line(raw: bytes, path: Path, line_no: int) -> str:
+    """One manifest line as text; bytes that are not UTF-8 name the file, line and column."""
+    try:
+        return raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+    except UnicodeDecodeError as error:
+        bad = raw[error.start:error.start + 1].hex()
+        raise SchemaError(f"{path} line {line_no}: not UTF-8 text (byte 0x{bad} at column {error.start + 1}); "
+                          "save the manifest as UTF-8") from None
+
+
+def _read_utf8_text(path: Path) -> str:
+    """A whole JSON file as text; bytes that are not UTF-8 name the file, line and column."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line_start = data.rfind(b"\n", 0, error.start) + 1
+        line_no = data.count(b"\n", 0, error.start) + 1
+        bad = data[error.start:error.start + 1].hex()
+        raise SchemaError(f"{path} line {line_no}: not UTF-8 text (byte 0x{bad} at column {error.start - line_start + 1}); "
+                          "save the file as UTF-8") from None
 
 
 def _check_unique(rows: list[ManifestRow], path: Path) -> None:
@@ -85,7 +117,10 @@ def _resolve_video(row: ManifestRow, base: Path) -> ManifestRow:
         return row  # URIs are checked (and rejected or fetched) by the video layer, not here
     candidate = Path(video)
     if not candidate.is_absolute():
-        candidate = (base / candidate).resolve()
+        try:
+            candidate = (base / candidate).resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13): the row's probe reports it
+            candidate = Path(os.path.normpath(os.path.abspath(base / candidate)))
     return row.model_copy(update={"video": str(candidate)})
 
 
@@ -181,11 +216,9 @@ def _read_json_list(path: Path, expected: str) -> list[Any]:
     if not path.is_file():
         raise SchemaError(f"{path}: file not found")
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        items = json.loads(_read_utf8_text(path))
     except json.JSONDecodeError as error:
         raise SchemaError(f"{path}: not JSON: {error.msg} at line {error.lineno}") from None
-    except UnicodeDecodeError as error:
-        raise SchemaError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not isinstance(items, list):
         raise SchemaError(f"{path}: expected {expected}, got a JSON {type(items).__name__}")
     return items

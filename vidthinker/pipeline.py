@@ -24,6 +24,7 @@ from vidthinker.config import Settings
 from vidthinker.models import ChatModel, ImageEmbedder
 from vidthinker.planning import probe_and_plan
 from vidthinker.prompts import load_prompt
+from vidthinker.redact import redact
 from vidthinker.schema import (
     ClipCaption,
     ClipPlan,
@@ -136,7 +137,7 @@ class VideoAnnotator:
             motion="yes" if kind and kind.motion else "no",
             existence="yes" if kind and kind.existence else "no",
             instruction_type=kind,
-            error=error,
+            error=redact(error),
             error_stage=None if ok else error_stage,
             video_id=row.video_id,
             qa_id=qa.qa_id,

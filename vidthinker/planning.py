@@ -22,6 +22,8 @@ def probe_and_plan(row: ManifestRow, settings: VideoSettings) -> tuple[VideoInfo
         clips = plan_clips(info, clip_seconds=settings.clip_seconds, grid_fps=settings.grid_fps)
     except VideoError as error:
         return None, ClipPlan(**base, error=f"{type(error).__name__}: {error.reason}")
+    except OSError as error:  # anything the probe did not name: still this row's error, never the manifest's
+        return None, ClipPlan(**base, error=f"UnreadableVideo: cannot access the file ({error.strerror or error})")
     return info, ClipPlan(
         **base,
         duration_s=info.duration_s,

@@ -43,6 +43,7 @@ import typer
 from pydantic import BaseModel, Field
 
 from vidthinker import __version__
+from vidthinker.redact import redacted_io
 from vidthinker.quality import (
     RunQuality,
     compute_run_quality,
@@ -688,6 +689,7 @@ def publish_request(params: Mapping[str, Any], events: Sequence[Mapping[str, Any
     }
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def publish_for_airflow(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The publish DAG's task: resolve the request, publish, return a JSON-able summary for XCom."""
     request = publish_request(params, events)

@@ -41,6 +41,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
+from vidthinker.preflight import file_mode
 from vidthinker.schema import ManifestRow, VideoITGRecord, to_table
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -104,6 +105,7 @@ def _atomic_write_bytes(path: Path, writer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, file_mode())  # mkstemp makes 0600; a shard/manifest/summary gets 0o666 & ~umask
     try:
         writer(tmp)
         os.replace(tmp, path)

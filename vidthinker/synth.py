@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from vidthinker.preflight import file_mode
 from vidthinker.schema import GroundTruth, InstructionType, ManifestRow, QAPair
 
 GENERATOR = "vidthinker.synth/1"
@@ -1296,7 +1297,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; 0o666 & ~umask like any new file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

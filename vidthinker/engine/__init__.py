@@ -129,6 +129,11 @@ def run_shards(
     if stale and not settings.engine.redo_stale:
         raise StaleShardsError(out_dir, stale, fingerprint)
     by_id = rows_for(specs, rows, to_run=todo)
+    if todo:  # fail before paying (every caller: CLI, Airflow task, API): OutputPathError names the folder
+        from vidthinker.annotate import default_cache_dir
+        from vidthinker.preflight import check_output_dirs
+
+        check_output_dirs(out_dir, default_cache_dir(settings, out_dir), len(todo))
     if on_shard_done is not None:
         for manifest in skipped:
             on_shard_done(ShardResult(shard_id=manifest.shard_id, status="skipped", videos=len(manifest.video_ids),

@@ -35,6 +35,7 @@ from vidthinker.annotate import ShardAnnotator, VideoCallback, default_cache_dir
 from vidthinker.config import Settings
 from vidthinker.engine import EngineUnavailable, ShardCallback, ShardResult
 from vidthinker.models import ModelUnavailable
+from vidthinker.preflight import describe_error
 from vidthinker.schema import ManifestRow
 from vidthinker.shards import ShardSpec, shard_file
 
@@ -297,7 +298,7 @@ async def _drive(actors, todo, by_id, out_dir, settings, run_id, on_shard_done, 
                 if isinstance(cause, ModelUnavailable) or isinstance(error, ModelUnavailable):
                     fatal.append(cause)
                     return
-                give_up_or_retry(spec, f"{type(cause).__name__}: {cause}", None)
+                give_up_or_retry(spec, describe_error(cause), None)
             finally:
                 running -= 1
             if died and not await _back_up(actor):

@@ -249,14 +249,16 @@ class ModelError(Exception):
     transient: bool = False
 
     def __init__(self, message: str, *, endpoint: str | None = None, model: str | None = None):
-        self.endpoint = endpoint
+        from vidthinker.redact import redact
+
+        self.endpoint = redact(endpoint)  # http://user:pass@host/v1 → http://***@host/v1
         self.model = model
         where = []
         if model:
             where.append(f"model={model!r}")
         if endpoint:
-            where.append(f"endpoint={endpoint}")
-        super().__init__(f"{message} [{', '.join(where)}]" if where else message)
+            where.append(f"endpoint={self.endpoint}")
+        super().__init__(redact(f"{message} [{', '.join(where)}]" if where else message))
 
 
 class ModelUnavailable(ModelError):

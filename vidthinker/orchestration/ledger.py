@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from vidthinker.preflight import file_mode
 from vidthinker.schema import ManifestRow
 
 LEDGER_FILE = "ledger.json"
@@ -105,6 +106,7 @@ def locked_ledger(out_dir: Path) -> Iterator[Ledger]:
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; normal mode under the umask
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vidthinker.orchestration.ledger import ShardEntry, VideoEntry, fingerprint, load_ledger, locked_ledger
+from vidthinker.redact import redacted_io
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def settings_for_run(params: RunParams, model_overrides: dict[str, Any] | None =
 # --------------------------------------------------------------------------- discover
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def discover(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Manifest rows not yet in the ledger → `<run>/pending.jsonl` (sticky: a retry reuses it)."""
     from vidthinker.formats import read_manifest, write_manifest
@@ -192,6 +194,7 @@ def reconcile(out_dir: Path, rows) -> list[str]:
 # --------------------------------------------------------------------------- plan
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def plan(params: dict[str, Any], run_id: str, endpoint=None) -> list[dict[str, Any]]:
     """Pending rows → shard specs in `<run>/plan.json` (deterministic, and sticky per run).
 
@@ -241,6 +244,7 @@ def check_settings(p: RunParams, endpoint=None) -> str:
 # --------------------------------------------------------------------------- run one shard
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoint=None) -> dict[str, Any]:
     """Annotate one planned shard on the engine (skipped when a finished shard is already there)."""
     from vidthinker.fingerprint import annotation_fingerprint
@@ -346,6 +350,7 @@ def validate_shard(out_dir: Path, spec, rows_by_id: dict[str, Any]) -> dict[str,
     }
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def validate(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """Check every planned shard of the run (runs whatever happened to the shard tasks)."""
     p = run_params(params)
@@ -374,6 +379,7 @@ def validate(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- quality
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def quality(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> dict[str, Any] | None:
     """Run quality: counts and error rates over the run's valid shards, agreement with the manifest's
     ground truth where it has some, and the whole folder's figures (`vidthinker.quality`), written to
@@ -471,6 +477,7 @@ def _record_shards(out_dir: Path, key: str, shards: list[tuple[Any, dict[str, An
     return {"added_shards": added_shards, "added_videos": added_videos, "videos_total": total, "conflicts": conflicts}
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def update_ledger(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> dict[str, Any]:
     """Record the run's valid shards (and their videos) in the ledger; idempotent."""
     p = run_params(params)
@@ -485,6 +492,7 @@ def update_ledger(params: dict[str, Any], run_id: str, validation: dict[str, Any
     return result
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def asset_extra(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> dict[str, Any] | None:
     """What the `vidthinker_shards` asset event says; None when the run made no new valid shard."""
     from vidthinker.orchestration.runner import shard_file
@@ -503,6 +511,7 @@ def asset_extra(params: dict[str, Any], run_id: str, validation: dict[str, Any])
     }
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def problems(validation: dict[str, Any] | None, ledger: dict[str, Any] | None,
              quality_summary: dict[str, Any] | None = None) -> list[str]:
     """Why the run must end failed (after its good shards were validated, recorded and announced)."""

@@ -39,6 +39,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vidthinker.redact import redacted_io
+
 log = logging.getLogger(__name__)
 
 DAG_ID = "vidthinker_train_eval"
@@ -160,6 +162,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def freeze(params: dict[str, Any], run_id: str, event_extras: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Freeze the current shards (every valid parquet shard under the shards folder; the triggering events
     name the folder when they come from an annotate run with another out_dir) into a versioned copy."""
@@ -235,6 +238,7 @@ def _count_records(folder: Path) -> dict[str, int]:
 # --------------------------------------------------------------------------- train
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def train_model(frozen: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
     from trainer.config import load_train_config, preset_config
     from trainer.train import train
@@ -354,6 +358,7 @@ def eval_set_key(path: str | Path) -> str:
 # --------------------------------------------------------------------------- select
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def select_sets(trained: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """lmms-eval files of the new model on every evaluation set (and of the best, when not kept yet)."""
     from trainer.inference import Selector, select_manifest
@@ -384,6 +389,7 @@ def select_sets(trained: dict[str, Any], params: dict[str, Any], run_id: str) ->
 # --------------------------------------------------------------------------- evaluate
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def evaluate_sets(selected: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
     from eval.evaluate import evaluate
 
@@ -456,6 +462,7 @@ def decide(evaluation: dict[str, Any], *, has_best: bool, promotion: str = "auto
     return True, "first model: not significantly worse than uniform sampling"
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def promote(
     trained: dict[str, Any],
     frozen: dict[str, Any],
@@ -521,6 +528,7 @@ def promote(
     return decision
 
 
+@redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def asset_extra(decision: dict[str, Any]) -> dict[str, Any] | None:
     """The `vidthinker_selector` event's extra, or None (no event) when nothing was promoted."""
     if not decision.get("promoted"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vidthinker.models import ChatReply, ModelError, ModelReplyError
+from vidthinker.redact import redact
 from vidthinker.schema import StageTrace, Usage
 
 
@@ -30,5 +31,5 @@ def trace_from_error(error: ModelError, model_id: str, prompt_hash: str) -> Stag
         usage=Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, calls=usage.calls)
         if usage
         else Usage(),
-        error=f"{type(error).__name__}: {error}",
-    )
+        error=redact(f"{type(error).__name__}: {error}"),
+    ).with_transient(getattr(error, "transient", False))  # the record's error_class (vidthinker.pipeline)
