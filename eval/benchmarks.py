@@ -22,11 +22,24 @@ nothing is downloaded):
 * **VidThinker manifests** (synthetic sets, hand-labelled sets): ``ManifestRow`` with ``qa[].options`` and
   ``qa[].ground_truth`` (1-fps frame ids, instruction type). The gold letter is the option equal to
   ``answer``. doc_id = qa_id, or ``<video_id>/<qa_id>`` when qa_ids repeat across videos (the record id
-  ``trainer.inference.read_queries`` uses, so its ``results.jsonl`` match). group = instruction type.
+  ``records_from_ground_truth`` uses); the row is the question's position in manifest order, the integer
+  ``trainer.inference.read_queries`` writes (with ``doc_ids.jsonl``). group = instruction type.
 
 Annotations come as .json (a list, or {"data": [...]}) , .jsonl or .parquet; a folder means every such
-file in it. Each benchmark item also remembers its row number (``extra["row"]``): lmms-eval's ``doc_id`` is
-the row index in the task's split, so its ``results.jsonl`` matches by row when the file is that split. A video that is missing is not an error here: the harness reports it as a failed video.
+file in it (files in name order, rows in file order). A video that is missing is not an error here: the
+harness reports it as a failed video.
+
+**Two ids per item.** ``EvalItem.doc_id`` is the benchmark's own question id (it names rows in reports);
+``extra["row"]`` (``EvalItem.lmms_doc_id``) is the item's position in the file's row order, counted from 0
+over the whole file (``--limit`` does not renumber). That is lmms-eval's ``doc_id``: lmms-eval numbers a
+task's docs with ``enumerate`` over the evaluation split (``lmms_eval/api/task.py``, ``eval_docs``), and the
+tasks read here have no ``process_docs`` that would reorder or filter them (NVlabs/VideoITG's fork:
+``lmms_eval/tasks/videomme/videomme.yaml`` test split of ``lmms-lab/Video-MME``; ``mlvu/mlvu_dev.yaml`` test
+split of ``sy1998/MLVU_dev``; ``longvideobench/longvideobench_val_v.yaml`` validation split of
+``longvideobench/LongVideoBench``; ``cgbench/cgbench.yaml`` the train split of ``cgbench_mini.json``). So
+the row numbers agree with lmms-eval when the file given here is that split in its order (the released
+parquet/JSON file itself). Every prediction file this project writes uses the row number as ``doc_id``;
+a VidThinker manifest's rows are its questions in manifest order (video by video, ``qa`` in order).
 """
 
 from __future__ import annotations
@@ -290,6 +303,7 @@ def manifest_items(path: str | Path) -> list[EvalItem]:
                     gt_frames=tuple(gt.frame_ids) if gt is not None else None,
                     group=(gt.instruction_type if gt is not None else None),
                     video_id=row.video_id,
+                    extra={"row": len(items)},  # manifest order: trainer.inference.read_queries agrees
                 )
             )
     return items

@@ -40,7 +40,9 @@ def eval_command(
         typer.Option(
             "--predictions",
             "-p",
-            help="Folder with one subfolder per selector holding results.jsonl / frame_indices.jsonl (lmms-eval format).",
+            help="Folder with one subfolder per selector holding results.jsonl / frame_indices.jsonl (lmms-eval "
+            "format, read as VideoITG's lmms-eval wrappers read them: integer doc_id = the question's row in "
+            "the evaluation split, first line of a repeated doc_id wins, other lines skipped and counted).",
         ),
     ] = None,
     baselines: Annotated[
@@ -100,7 +102,12 @@ def eval_command(
     ] = 448,
     qa_concurrency: Annotated[int, typer.Option(help="QA requests in flight.")] = 8,
     write_k: Annotated[
-        int | None, typer.Option(help="K of the frame_indices.jsonl written (default: the largest K).")
+        int | None,
+        typer.Option(
+            help="K of the frame_indices.jsonl written under predictions/ (default: the largest K), best "
+            "frame first with integer lmms-eval doc ids: a VideoITG lmms-eval wrapper with num_frame <= K "
+            "gets the num_frame best frames, so make K >= its num_frame."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random baseline and the bootstrap.")] = 0,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 2000,

@@ -199,13 +199,12 @@ def evaluate(
         seed=seed,
     )
     if save_predictions:
-        doc_ids = [i.doc_id for i in items]
         saved = {}
         for name, by_doc in run.scored.items():
             if name in from_files:
                 continue
             folder = out / "predictions" / name
-            write_predictions(folder, by_doc, store, write_k, doc_ids=doc_ids)
+            write_predictions(folder, by_doc, store, write_k, items=items)
             saved[name] = str(folder)
         report["predictions_written"] = saved
     paths = write_report(report, out, plots=plots)

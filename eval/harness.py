@@ -2,7 +2,8 @@
 
 ``run_selection`` → per selector, per question: candidate grid ids, scores and the Top-K for every K.
 ``write_predictions`` writes them as lmms-eval's ``results.jsonl`` / ``frame_indices.jsonl`` (original video
-frame indices, like ``trainer.inference``), so lmms-eval can read what this harness selected.
+frame indices and integer doc ids, like ``trainer.inference``), so VideoITG's lmms-eval wrappers can read
+what this harness selected.
 ``grounding_tables`` turns them into per-question metric rows (``eval.metrics``).
 """
 
@@ -148,20 +149,37 @@ def _atomic_lines(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
+def doc_id_line(item: EvalItem) -> dict[str, Any]:
+    """One line of ``doc_ids.jsonl``: lmms-eval's doc_id and the question it stands for."""
+    return {"doc_id": item.lmms_doc_id, "video_id": item.video_id, "qa_id": item.doc_id, "video": item.video}
+
+
 def write_predictions(
     out_dir: str | Path,
     by_doc: dict[str, Scored],
     store: FrameStore,
     k: int,
     *,
-    doc_ids: Sequence[str] | None = None,
+    items: Sequence[EvalItem],
 ) -> tuple[Path, Path]:
-    """``results.jsonl`` and ``frame_indices.jsonl`` of one selector, in original video frame indices."""
+    """``results.jsonl``, ``frame_indices.jsonl`` and ``doc_ids.jsonl`` of one selector, in original video
+    frame indices, one line per item in split order, ``doc_id`` = lmms-eval's (``EvalItem.lmms_doc_id``).
+
+    ``results.jsonl`` ``index`` is every candidate by score, highest first; ``frame_indices.jsonl`` ``index``
+    is the selector's Top-``k`` ordered by score, highest first (ties: earlier frame first), NOT by time: the
+    VideoITG wrappers take ``index[:num_frame]`` and sort it, so any ``num_frame <= k`` gets the
+    ``num_frame`` best frames (a uniform selection's scores are coarse to fine, so its prefixes stay
+    spread). Items without scores are left out (the readers fall back to uniform sampling for them)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, indices = [], []
-    for doc in doc_ids if doc_ids is not None else list(by_doc):
-        sc = by_doc.get(doc)
+    results, indices, docs = [], [], []
+    seen: set[int] = set()
+    for item in items:
+        row = item.lmms_doc_id
+        if row in seen:
+            raise ValueError(f"{item.doc_id}: lmms-eval doc_id {row} given to two questions")
+        seen.add(row)
+        sc = by_doc.get(item.doc_id)
         if sc is None or sc.scores is None:
             continue
         ranked = rank_ids(sc.candidate_ids, sc.scores)
@@ -170,7 +188,7 @@ def write_predictions(
         results.append(
             json.dumps(
                 {
-                    "doc_id": doc,
+                    "doc_id": row,
                     "video_path": sc.video,
                     "index": frames,
                     "logits": [round(float(by_id[g]), 2) for g in ranked],
@@ -180,11 +198,13 @@ def write_predictions(
         chosen = sc.selections.get(k)
         if chosen is None:
             chosen = select_from_scores_fallback(sc, k)
-        indices.append(
-            json.dumps({"doc_id": doc, "index": sorted(set(store.frame_indices(sc.video, chosen)))})
-        )
+        best_first = sorted(chosen, key=lambda g: (-by_id.get(g, float("-inf")), g))
+        ordered = list(dict.fromkeys(store.frame_indices(sc.video, best_first)))
+        indices.append(json.dumps({"doc_id": row, "index": ordered}))
+        docs.append(json.dumps(doc_id_line(item)))
     _atomic_lines(out_dir / "results.jsonl", results)
     _atomic_lines(out_dir / "frame_indices.jsonl", indices)
+    _atomic_lines(out_dir / "doc_ids.jsonl", docs)
     return out_dir / "results.jsonl", out_dir / "frame_indices.jsonl"
 
 

@@ -16,6 +16,11 @@ class EvalItem:
     letter (None: open question, no QA accuracy). ``gt_frames`` are the relevant 1-fps grid ids (None: the
     benchmark has no temporal truth, so no grounding metrics). ``group`` is what per-type tables split by:
     the instruction type for VidThinker sets, the benchmark's own task category otherwise.
+
+    ``doc_id`` is the benchmark's own question id (VideoMME ``question_id`` "001-1", a manifest's qa_id): it
+    names the item in reports. ``extra["row"]`` is the item's position in its split (the annotation file's
+    row order; a manifest's question order): lmms-eval's integer doc_id, which every prediction file
+    carries (``lmms_doc_id``).
     """
 
     doc_id: str
@@ -40,6 +45,14 @@ class EvalItem:
     @property
     def letters(self) -> str:
         return LETTERS[: len(self.options)]
+
+    @property
+    def lmms_doc_id(self) -> int:
+        """lmms-eval's doc_id of this question: its position in the evaluation split."""
+        row = self.extra.get("row")
+        if row is None:
+            raise ValueError(f"{self.doc_id}: item has no split position (extra['row'])")
+        return int(row)
 
 
 def group_by_video(items: list[EvalItem]) -> dict[str, list[EvalItem]]:

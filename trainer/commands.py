@@ -137,20 +137,49 @@ def select_command(
     manifest: Annotated[
         Path,
         typer.Argument(
-            help="Manifest (.jsonl/.parquet ManifestRow, LLaVA-Video .json) or JSONL rows {doc_id, video_path, question}."
+            help="What to score: a benchmark's annotation file or folder (VideoMME parquet, MLVU, "
+            "LongVideoBench, CG-Bench JSON: the files `vidthinker eval` reads), a VidThinker manifest "
+            "(.jsonl/.parquet, LLaVA-Video .json), or JSONL rows {doc_id, video_path, question}."
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for results.jsonl and frame_indices.jsonl.")
+        Path,
+        typer.Option(
+            "--out", "-o", help="Folder for results.jsonl, frame_indices.jsonl and doc_ids.jsonl."
+        ),
     ],
+    benchmark: Annotated[
+        str,
+        typer.Option(
+            help="auto, manifest, videomme, mlvu, longvideobench or cgbench. doc_id is lmms-eval's: the "
+            "question's row in the file (its position in manifest order for a manifest), so give the "
+            "task's evaluation split as released; doc_ids.jsonl says which question each doc_id is."
+        ),
+    ] = "auto",
+    video_root: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the benchmark's videos (default: the annotation file's folder)."),
+    ] = None,
     k: Annotated[
-        int, typer.Option("--k", "-k", help="Frames kept per question (Top-K, written ascending).")
+        int,
+        typer.Option(
+            "--k",
+            "-k",
+            help="Frames kept per question in frame_indices.jsonl, best first. VideoITG's lmms-eval "
+            "wrappers read index[:num_frame] and sort it, so any num_frame <= K gets the num_frame "
+            "best frames; set K >= the largest num_frame (max_num_frames) you run the Video-LLM with "
+            "(a larger num_frame gets only K frames). results.jsonl ranks every scored frame.",
+        ),
     ] = 32,
     num_frames: Annotated[int, typer.Option(help="Frames scored per video (paper: 512).")] = 512,
     sampling: Annotated[
         str,
         typer.Option(
-            help="'grid': the 1-fps grid (as in training); 'uniform': uniform over all video frames."
+            help="Frames scored: 'grid': the 1-fps grid (as in training), all of it or num_frames spread "
+            "evenly; 'uniform': num_frames spread evenly over all video frames (not the VideoITG "
+            "sampler); 'videoitg': exactly lmms-eval's VideoITG sampler (every round(fps)-th frame, "
+            "thinned to num_frames at int(i * count / num_frames)), to compare with the released "
+            "model's results.jsonl frame for frame."
         ),
     ] = "grid",
     batch_size: Annotated[int, typer.Option(help="Questions scored per forward pass.")] = 8,
@@ -166,21 +195,35 @@ def select_command(
     ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Score a manifest's questions with a trained selector and write lmms-eval's frame files."""
-    from trainer.inference import Selector, select_manifest
+    """Score a benchmark's or manifest's questions with a trained selector and write lmms-eval's frame files
+    (point a VideoITG lmms-eval wrapper's frame_indices_jsonl at frame_indices.jsonl or results.jsonl)."""
+    from trainer.inference import SAMPLINGS, Selector, select_manifest
+
+    if sampling not in SAMPLINGS:
+        raise typer.BadParameter(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
 
     selector = Selector.from_pretrained(
         checkpoint, device=device, cache_dir=cache_dir, sampling=sampling, batch_size=batch_size,
         compile=compile_blocks,
     )
     report = select_manifest(
-        selector, manifest, out, k=k, num_frames=num_frames, prefetch=prefetch, limit=limit, progress=progress
+        selector,
+        manifest,
+        out,
+        k=k,
+        num_frames=num_frames,
+        prefetch=prefetch,
+        limit=limit,
+        progress=progress,
+        benchmark=benchmark,
+        video_root=video_root,
     )
     typer.echo(
         json.dumps(
             {
                 "results": str(report.results),
                 "frame_indices": str(report.frame_indices),
+                "doc_ids": str(report.doc_ids),
                 "videos": report.videos,
                 "queries": report.queries,
                 "failed_videos": len(report.failed_videos),

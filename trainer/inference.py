@@ -1,14 +1,30 @@
 """Selector inference: score a video's frames for an instruction, pick Top-K, and batch whole manifests.
 
-`Selector.score` samples frames on the 1-fps grid (all grid frames when there are at most `num_frames`,
-else `uniform_indices(n_grid, num_frames)`; `sampling="uniform"` samples `num_frames` uniformly over all
-original frames instead, as lmms-eval's VideoITG sampler does), scores them (sigmoid of the per-frame
-logits) and returns ORIGINAL video frame indices: grid id k → frame floor(k * fps + 0.5).
+`Selector.score` samples a video's frames, scores them (sigmoid of the per-frame logits) and returns
+ORIGINAL video frame indices. Samplings:
 
-`select_manifest` writes the two files lmms-eval consumers read:
+* ``grid`` (as in training): the 1-fps grid, all grid frames when there are at most `num_frames`, else
+  `uniform_indices(n_grid, num_frames)`; grid id k → frame floor(k * fps + 0.5).
+* ``uniform``: `num_frames` frames spread evenly over ALL original frames (`uniform_indices(total, n)`).
+  This is not what lmms-eval's VideoITG sampler does.
+* ``videoitg``: exactly the frames of the VideoITG release's sampler (``videoitg_indices``), so scores can be
+  compared frame for frame with the released model's ``results.jsonl``.
+
+`select_manifest` writes the files VideoITG's lmms-eval wrappers read (``frame_indices_jsonl=``):
 
     results.jsonl        {"doc_id", "video_path", "index": [frame ids by score desc], "logits": [2-dp scores]}
-    frame_indices.jsonl  {"doc_id", "index": [Top-K frame ids ascending]}
+    frame_indices.jsonl  {"doc_id", "index": [Top-K frame ids by score desc]}
+    doc_ids.jsonl        {"doc_id", "video_id", "qa_id", "video"}: what each integer doc_id stands for
+
+``doc_id`` is lmms-eval's: an integer, the question's position in the evaluation split (for a benchmark
+file, its row; for a VidThinker manifest, its position in manifest order). The wrappers in NVlabs/VideoITG's
+lmms-eval fork (``lmms_eval/models/internvl2.py``, ``internvl3_5.py``, ``qwen3_vl.py``, ``eagle2_5.py``,
+``llava_onevision.py``) skip a line whose ``int(doc_id)`` fails, keep the first line of a repeated doc_id,
+fall back to uniform sampling for a doc without a line, and at decode take ``index[:num_frame]`` and sort
+it. Hence both files list frames best first: for any ``num_frame <= K`` the reader gets the ``num_frame``
+best-scored frames of ``frame_indices.jsonl`` (``results.jsonl`` serves any ``num_frame`` up to the frames
+scored). With ``num_frame > K`` a reader gets only the K frames, so set K to at least the largest
+``num_frame`` the Video-LLM is run with.
 """
 
 from __future__ import annotations
@@ -33,6 +49,8 @@ from trainer.model import FrameSelector
 
 log = logging.getLogger(__name__)
 
+SAMPLINGS = ("grid", "uniform", "videoitg")
+
 
 def rank_frames(frame_ids: Sequence[int], scores: Sequence[float]) -> tuple[list[int], list[float]]:
     """Frames by score descending (ties: lower frame id first) and their scores."""
@@ -44,15 +62,39 @@ def rank_frames(frame_ids: Sequence[int], scores: Sequence[float]) -> tuple[list
 
 def top_k(frame_ids: Sequence[int], scores: Sequence[float], k: int) -> list[int]:
     """The k best frames, sorted ascending (the order a Video-LLM reads them in)."""
+    return sorted(best_k(frame_ids, scores, k))
+
+
+def best_k(frame_ids: Sequence[int], scores: Sequence[float], k: int) -> list[int]:
+    """The k best frames, best first (ties: lower frame id first): any prefix is the best of its size."""
     ranked, _ = rank_frames(frame_ids, scores)
-    return sorted(ranked[: max(0, int(k))])
+    return ranked[: max(0, int(k))]
+
+
+def videoitg_indices(total_frames: int, fps: float, num_frames: int, target_fps: float = 1.0) -> list[int]:
+    """The frames lmms-eval's VideoITG sampler scores (NVlabs/VideoITG ``lmms_eval/models/videoitg.py``,
+    ``get_seq_frames`` as called by ``load_video`` with decord's ``len(vr)`` and ``get_avg_fps()``): every
+    step-th frame from frame 0 with step = round(fps / target_fps) (Python's round: halves go to the even
+    number, 29.97 → 30, 12.5 → 12); when that gives fewer than ``num_frames`` frames all of them, else
+    ``num_frames`` of them picked at positions int(i * scale), scale = count / num_frames. (The release's
+    ``multiple`` padding is 1 there, i.e. none.)"""
+    step = round(float(fps) / float(target_fps))
+    if step < 1:
+        raise ValueError(
+            f"fps {fps}: the VideoITG sampler's step round(fps / {target_fps}) is {step}; it needs at least 1"
+        )
+    ids = list(range(0, int(total_frames), step))
+    if len(ids) < num_frames:
+        return ids
+    scale = len(ids) / num_frames
+    return [ids[int(i * scale)] for i in range(num_frames)]
 
 
 @dataclass
 class ScoredFrames:
     video_frame_ids: np.ndarray  # original video frame indices, ascending (sampling order)
     scores: np.ndarray  # sigmoid scores, float32
-    grid_ids: np.ndarray | None  # 1-fps grid ids (None for sampling="uniform")
+    grid_ids: np.ndarray | None  # 1-fps grid ids (None for sampling="uniform" / "videoitg")
 
 
 class Selector:
@@ -71,8 +113,8 @@ class Selector:
         autocast: bool = True,
         compile: bool = False,
     ) -> None:
-        if sampling not in ("grid", "uniform"):
-            raise ValueError("sampling must be 'grid' or 'uniform'")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model.to(device).eval()
@@ -122,7 +164,12 @@ class Selector:
         if self.sampling == "grid":
             return frame_plan(video, num_frames, self.config.grid_fps)
         meta = _video.probe(video)
-        ids = _video.uniform_indices(meta.num_frames, num_frames)
+        if self.sampling == "videoitg":
+            ids = videoitg_indices(meta.num_frames, meta.fps, num_frames)
+        else:
+            ids = _video.uniform_indices(meta.num_frames, num_frames)
+        if not ids:
+            raise ValueError(f"{video}: no frames to score ({meta.num_frames} frames at {meta.fps} fps)")
         return FramePlan(video, meta.fps, meta.num_frames, 0, (), tuple(int(i) for i in ids), meta)
 
     def _cache_key(self, plan: FramePlan) -> str:
@@ -197,8 +244,10 @@ class Selector:
 
 @dataclass
 class Query:
-    doc_id: str | int
+    doc_id: int  # lmms-eval's doc_id: position of the question in the evaluation split
     question: str
+    video_id: str | None = None
+    qa_id: str | int | None = None  # the set's own question id (manifest qa_id, benchmark question id)
 
 
 @dataclass
@@ -207,15 +256,56 @@ class VideoJob:
     queries: list[Query] = field(default_factory=list)
 
 
-def read_queries(manifest: str | Path) -> list[VideoJob]:
-    """Questions grouped by video (first-appearance order).
+def detect_kind(manifest: str | Path, benchmark: str = "auto") -> str:
+    """'manifest' (VidThinker manifest, LLaVA-Video JSON, generic rows) or a benchmark name of
+    ``eval.benchmarks`` (VideoMME, MLVU, LongVideoBench, CG-Bench files, told apart by their fields)."""
+    from eval.benchmarks import ADAPTERS, detect_benchmark, read_records
 
-    Accepts a VidThinker manifest (.jsonl/.parquet of ManifestRow, or LLaVA-Video .json; doc_id = qa_id,
-    or `<video_id>/<qa_id>` when qa_ids repeat across videos, the record id records_from_ground_truth uses)
-    or generic JSONL/JSON rows `{"doc_id", "video" | "video_path", "question" | "instruction"}` as
-    lmms-eval tasks produce them (doc_id kept as given, int or str; relative paths against the file).
+    if benchmark in ("manifest", "synthetic"):
+        return "manifest"
+    if benchmark != "auto":
+        if benchmark not in ADAPTERS:
+            raise ValueError(f"unknown benchmark {benchmark!r}; choose from auto, manifest, {', '.join(ADAPTERS)}")
+        return benchmark
+    try:
+        first = read_records(manifest)[:1]
+    except (OSError, ValueError, TypeError):
+        return "manifest"  # not a plain record file: read_manifest says what is wrong with it
+    if not first or not isinstance(first[0], dict) or "qa" in first[0] or "conversations" in first[0]:
+        return "manifest"
+    try:
+        return detect_benchmark(first[0])
+    except ValueError:
+        return "manifest"  # generic rows {doc_id, video_path, question}
+
+
+def read_queries(
+    manifest: str | Path, benchmark: str = "auto", *, video_root: str | Path | None = None
+) -> list[VideoJob]:
+    """Questions grouped by video (first-appearance order), each with its lmms-eval doc_id.
+
+    * A benchmark file (``benchmark`` = videomme, mlvu, longvideobench, cgbench, or detected): the items
+      ``eval.benchmarks.load_items`` reads, ``vidthinker eval``'s; doc_id = the row in the file (lmms-eval's
+      doc_id when the file is the task's split), qa_id = the benchmark's question id.
+    * A VidThinker manifest (.jsonl/.parquet of ManifestRow, LLaVA-Video .json): doc_id = the question's
+      position in manifest order (rows in order, ``qa`` in order), the same number ``vidthinker eval`` gives
+      it; video_id/qa_id kept for ``doc_ids.jsonl``.
+    * Generic JSONL/JSON rows ``{"doc_id", "video" | "video_path", "question" | "instruction"}`` as an
+      lmms-eval task's docs: ``doc_id`` as given (it must pass ``int()`` as in the lmms-eval readers;
+      absent: the row's position); relative paths against the file.
     """
     manifest = Path(manifest)
+    kind = detect_kind(manifest, benchmark)
+    if kind != "manifest":
+        from eval.benchmarks import load_items
+
+        items = load_items(manifest, kind, video_root=video_root)
+        jobs: OrderedDict[str, VideoJob] = OrderedDict()
+        for item in items:
+            jobs.setdefault(item.video, VideoJob(item.video)).queries.append(
+                Query(item.lmms_doc_id, item.question, item.video_id, item.doc_id)
+            )
+        return list(jobs.values())
     rows: list[dict[str, Any]] | None = None
     if manifest.suffix.lower() in (".jsonl", ".json"):
         text = manifest.read_text()
@@ -225,43 +315,52 @@ def read_queries(manifest: str | Path) -> list[VideoJob]:
             data = json.loads(text)
             rows = data if isinstance(data, list) else None
         if rows and isinstance(rows[0], dict) and "qa" not in rows[0] and "conversations" not in rows[0]:
-            return _generic_jobs(rows, manifest.parent)
+            return _generic_jobs(rows, manifest)
     from vidthinker.formats import read_manifest
 
-    rows = read_manifest(manifest)
-    qa_ids = [pair.qa_id for row in rows for pair in row.qa]
-    unique = len(set(qa_ids)) == len(qa_ids)
-    if not unique:  # e.g. synthetic sets number questions per video (q00, q01, ...)
-        log.warning("%s: qa_id repeats across videos; doc_id = '<video_id>/<qa_id>'", manifest)
-    jobs: OrderedDict[str, VideoJob] = OrderedDict()
-    for row in rows:
+    manifest_rows = read_manifest(manifest)
+    jobs = OrderedDict()
+    position = 0
+    for row in manifest_rows:
         job = jobs.setdefault(row.video, VideoJob(row.video))
-        job.queries.extend(
-            Query(pair.qa_id if unique else f"{row.video_id}/{pair.qa_id}", pair.question) for pair in row.qa
-        )
+        for pair in row.qa:
+            job.queries.append(Query(position, pair.question, row.video_id, pair.qa_id))
+            position += 1
     return list(jobs.values())
 
 
-def _generic_jobs(rows: list[dict[str, Any]], base: Path) -> list[VideoJob]:
+def _generic_jobs(rows: list[dict[str, Any]], manifest: Path) -> list[VideoJob]:
     jobs: OrderedDict[str, VideoJob] = OrderedDict()
+    seen: dict[int, int] = {}
     for index, row in enumerate(rows):
         video = row.get("video_path", row.get("video"))
         question = row.get("question", row.get("instruction", row.get("prompt")))
         if video is None or question is None:
-            raise ValueError(f"row {index}: needs video/video_path and question/instruction")
-        doc_id = row.get("doc_id", row.get("qa_id", row.get("id", index)))
-        if not isinstance(doc_id, (int, str)) or isinstance(doc_id, bool):
-            doc_id = str(doc_id)
+            raise ValueError(f"{manifest} row {index}: needs video/video_path and question/instruction")
+        given = row.get("doc_id", index)
+        try:
+            if isinstance(given, bool) or isinstance(given, float) and not given.is_integer():
+                raise ValueError
+            doc_id = int(given)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{manifest} row {index}: doc_id {given!r} is not an integer; lmms-eval's doc_id is the "
+                "question's position in the evaluation split (its readers drop other ids)"
+            ) from None
+        if doc_id in seen:
+            raise ValueError(f"{manifest} rows {seen[doc_id]} and {index}: both have doc_id {doc_id}")
+        seen[doc_id] = index
         path = Path(str(video))
         if not path.is_absolute():
-            path = (base / path).resolve()
-        jobs.setdefault(str(path), VideoJob(str(path))).queries.append(Query(doc_id, str(question)))
+            path = (manifest.parent / path).resolve()
+        qa_id = row.get("qa_id", row.get("question_id", row.get("id")))
+        jobs.setdefault(str(path), VideoJob(str(path))).queries.append(
+            Query(doc_id, str(question), row.get("video_id"), qa_id)
+        )
     return list(jobs.values())
 
 
-def result_line(
-    doc_id: str | int, video_path: str, frame_ids: Sequence[int], scores: Sequence[float]
-) -> dict[str, Any]:
+def result_line(doc_id: int, video_path: str, frame_ids: Sequence[int], scores: Sequence[float]) -> dict[str, Any]:
     ranked, ranked_scores = rank_frames(frame_ids, scores)
     return {
         "doc_id": doc_id,
@@ -271,16 +370,20 @@ def result_line(
     }
 
 
-def frame_indices_line(
-    doc_id: str | int, frame_ids: Sequence[int], scores: Sequence[float], k: int
-) -> dict[str, Any]:
-    return {"doc_id": doc_id, "index": top_k(frame_ids, scores, k)}
+def frame_indices_line(doc_id: int, frame_ids: Sequence[int], scores: Sequence[float], k: int) -> dict[str, Any]:
+    """Top-K best first: a reader taking ``index[:n]`` (then sorting) gets the n best frames."""
+    return {"doc_id": doc_id, "index": best_k(frame_ids, scores, k)}
+
+
+def doc_id_line(video: str, query: Query) -> dict[str, Any]:
+    return {"doc_id": query.doc_id, "video_id": query.video_id, "qa_id": query.qa_id, "video": video}
 
 
 @dataclass
 class SelectReport:
     results: Path
     frame_indices: Path
+    doc_ids: Path | None = None
     videos: int = 0
     queries: int = 0
     failed_videos: list[dict[str, str]] = field(default_factory=list)
@@ -299,19 +402,23 @@ def select_manifest(
     prefetch: int = 2,
     limit: int | None = None,
     progress: bool = False,
+    benchmark: str = "auto",
+    video_root: str | Path | None = None,
 ) -> SelectReport:
-    """Score every question of a manifest; each video is decoded (and encoded) once for all its questions,
-    the next videos are decoded in background threads while the current one is scored."""
+    """Score every question of a manifest or benchmark file (``read_queries``); each video is decoded (and
+    encoded) once for all its questions, the next videos are decoded in background threads while the current
+    one is scored. Writes results.jsonl, frame_indices.jsonl (Top-``k``, best first) and doc_ids.jsonl."""
     if not isinstance(selector, Selector):
         selector = Selector.from_pretrained(selector)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = read_queries(manifest)
+    jobs = read_queries(manifest, benchmark, video_root=video_root)
     if limit is not None:
         jobs = jobs[:limit]
-    report = SelectReport(out_dir / "results.jsonl", out_dir / "frame_indices.jsonl")
+    report = SelectReport(out_dir / "results.jsonl", out_dir / "frame_indices.jsonl", out_dir / "doc_ids.jsonl")
     tmp_results = report.results.with_name(f".{report.results.name}.tmp")
     tmp_indices = report.frame_indices.with_name(f".{report.frame_indices.name}.tmp")
+    tmp_docs = report.doc_ids.with_name(f".{report.doc_ids.name}.tmp")
     started = time.perf_counter()
 
     def prepare(job: VideoJob) -> tuple[FramePlan, np.ndarray | None, float]:
@@ -332,6 +439,7 @@ def select_manifest(
             ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool,
             tmp_results.open("w") as results,
             tmp_indices.open("w") as indices,
+            tmp_docs.open("w") as docs,
         ):
             pending: OrderedDict[int, Future] = OrderedDict()
             for i in range(min(len(jobs), max(1, prefetch))):
@@ -361,16 +469,18 @@ def select_manifest(
                     indices.write(
                         json.dumps(frame_indices_line(query.doc_id, plan.video_frame_ids, sc, k)) + "\n"
                     )
+                    docs.write(json.dumps(doc_id_line(job.video, query)) + "\n")
                     report.queries += 1
                 report.videos += 1
                 if bar is not None:
                     bar.update(task, advance=1)
         os.replace(tmp_results, report.results)
         os.replace(tmp_indices, report.frame_indices)
+        os.replace(tmp_docs, report.doc_ids)
     finally:
         if bar is not None:
             bar.stop()
-        for tmp in (tmp_results, tmp_indices):
+        for tmp in (tmp_results, tmp_indices, tmp_docs):
             tmp.unlink(missing_ok=True)
     if report.failed_videos:
         (out_dir / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in report.failed_videos))

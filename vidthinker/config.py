@@ -97,6 +97,24 @@ class ModelSettings(Section):
     timeout_s: float = Field(120.0, gt=0)
     max_in_flight: int = Field(16, ge=1, le=4096)
     max_retries: int = Field(3, ge=0, le=20)
+    circuit_failures: int = Field(
+        5, ge=1, le=1000,
+        description="consecutive transient failures (timeouts, 429/5xx, dropped connections) that open a client's circuit",
+    )
+    circuit_open_s: float = Field(
+        120.0, ge=0, le=86_400,
+        description="how long a request waits on an open circuit (one probe at a time, with backoff) before EndpointDown",
+    )
+    qa_frames: int = Field(
+        32, ge=1, le=512, description="frames per downstream QA request the served Video-LLM must take (ITG-K; paper: 32)"
+    )
+    image_tokens: int | None = Field(
+        None, ge=1, le=100_000,
+        description="prompt tokens per image (default: Qwen2.5-VL's one per 28x28 px at video.request_max_side)",
+    )
+    prompt_text_tokens: int = Field(
+        8192, ge=256, le=1_000_000, description="token budget of the longest prompt's text (stage 2: every clip's caption)"
+    )
 
 
 class AnnotateSettings(Section):

@@ -25,6 +25,8 @@ What goes in (`fingerprint_inputs`), as canonical JSON hashed with sha256 (first
 What stays out, because it does not change what a record says, only where or how fast it is made: the
 endpoint (`models.base_url`: the same model served elsewhere gives the same records), API keys (never
 settings, and secrets must not be written anywhere), `timeout_s`, `max_retries`, `max_in_flight`, `embedder_device`,
+the circuit breaker and serving estimates (`circuit_failures`, `circuit_open_s`, `qa_frames`, `image_tokens`,
+`prompt_text_tokens`),
 `annotate.videos_in_flight` and `cache_dir`, the video decoder's timeout, isolation and allowed roots,
 and the whole `engine` (shard size, workers, Ray), `synth` and `airflow` sections.
 
@@ -46,7 +48,8 @@ FINGERPRINT_HEX = 16
 
 # Settings of the fingerprinted sections that do not decide what a record says.
 EXCLUDED: dict[str, frozenset[str]] = {
-    "models": frozenset({"base_url", "timeout_s", "max_in_flight", "max_retries", "embedder_device"}),
+    "models": frozenset({"base_url", "timeout_s", "max_in_flight", "max_retries", "embedder_device", "circuit_failures",
+                         "circuit_open_s", "qa_frames", "image_tokens", "prompt_text_tokens"}),
     "annotate": frozenset({"videos_in_flight", "cache_dir"}),
     "video": frozenset({"decode_timeout_s", "isolate_decode", "allowed_roots"}),
 }

@@ -24,8 +24,8 @@ def predictions(tmp_path_factory, items, store):
     run = run_selection(
         items, [OracleSelector(items, "new-selector"), RandomSelector(7, "last-best")], [8], store=store
     )
-    write_predictions(root / "new-selector", run.scored["new-selector"], store, 8)
-    write_predictions(root / "last-best" / "files", run.scored["last-best"], store, 8)
+    write_predictions(root / "new-selector", run.scored["new-selector"], store, 8, items=items)
+    write_predictions(root / "last-best" / "files", run.scored["last-best"], store, 8, items=items)
     return root
 
 

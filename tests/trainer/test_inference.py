@@ -11,7 +11,7 @@ import torch
 
 from tests.trainer.conftest import read_index
 from trainer import _video
-from trainer.inference import Selector, read_queries, select_manifest, top_k
+from trainer.inference import Selector, read_queries, select_manifest, top_k, videoitg_indices
 from trainer.model import FrameSelector
 
 
@@ -38,6 +38,31 @@ def test_uniform_sampling_over_video_frames(trained_checkpoint, video30):
     frame_ids, scores = sel.score(video30, "q", num_frames=16)
     assert frame_ids.tolist() == _video.uniform_indices(225, 16) and len(scores) == 16
     assert frame_ids[0] == 0 and frame_ids[-1] == 224
+
+
+def test_videoitg_indices_follow_the_release_sampler():
+    """lmms-eval's VideoITG sampler (NVlabs/VideoITG lmms_eval/models/videoitg.py): every round(fps)-th frame
+    from 0, thinned to num_frames at positions int(i * count / num_frames)."""
+    assert videoitg_indices(225, 30.0, 512) == list(range(0, 225, 30))  # fewer than num_frames: all
+    assert videoitg_indices(225, 30.0, 8) == list(range(0, 225, 30))  # exactly num_frames: all
+    assert videoitg_indices(225, 30.0, 3) == [0, 60, 150]  # 8 → 3: positions 0, 2, 5
+    assert videoitg_indices(225, 29.97, 3) == [0, 60, 150]  # round(29.97) = 30
+    assert videoitg_indices(100, 12.5, 512) == list(range(0, 100, 12))  # Python's round: 12.5 → 12
+    assert videoitg_indices(100, 23.976, 512)[:3] == [0, 24, 48]
+    long = videoitg_indices(100_000, 25.0, 512)  # 4000 candidates, scale 7.8125
+    assert len(long) == 512 and long[:3] == [0, 175, 375] and long[-1] == 99_800
+    with pytest.raises(ValueError, match="fps 0.4"):
+        videoitg_indices(10, 0.4, 8)
+
+
+def test_videoitg_sampling_scores_the_release_sampler_frames(trained_checkpoint, video30):
+    sel = Selector.from_pretrained(trained_checkpoint, device="cpu", sampling="videoitg")
+    frame_ids, scores, grid_ids = sel.score(video30, "q", num_frames=3, return_grid_ids=True)
+    assert frame_ids.tolist() == [0, 60, 150] and grid_ids is None and len(scores) == 3
+    assert [read_index(f) for f in _video.decode_frames(video30, frame_ids.tolist())] == [0, 60, 150]
+    assert sel.score(video30, "q")[0].tolist() == list(range(0, 225, 30))
+    with pytest.raises(ValueError, match="sampling must be one of grid, uniform, videoitg"):
+        Selector(sel.model, device="cpu", sampling="lmms-eval")
 
 
 def test_select_is_top_k_ascending(selector, video30):
@@ -75,19 +100,26 @@ def test_manifest_outputs_match_lmms_eval_formats(tmp_path, selector, synthetic_
     ]
     assert len(results) == len(indices) == n_queries
     doc_ids = [r["doc_id"] for r in results]
-    assert len(set(doc_ids)) == len(doc_ids) and doc_ids == [i["doc_id"] for i in indices]
+    # lmms-eval doc ids: the questions' positions in manifest order
+    assert doc_ids == [q.doc_id for j in jobs for q in j.queries] and doc_ids == [i["doc_id"] for i in indices]
+    assert sorted(doc_ids) == list(range(n_queries))
+    docs = [json.loads(line) for line in (tmp_path / "out" / "doc_ids.jsonl").read_text().splitlines()]
+    from vidthinker.formats import read_manifest
+
+    in_order = [(row.video_id, pair.qa_id) for row in read_manifest(synthetic_manifest) for pair in row.qa]
+    assert all((d["video_id"], d["qa_id"]) == in_order[d["doc_id"]] for d in docs) and len(docs) == n_queries
     raw = (tmp_path / "out" / "results.jsonl").read_text().splitlines()[0]
     for res, idx in zip(results, indices):
         assert list(res) == ["doc_id", "video_path", "index", "logits"] and list(idx) == ["doc_id", "index"]
-        assert isinstance(res["doc_id"], str) and isinstance(res["video_path"], str)
+        assert type(res["doc_id"]) is int and isinstance(res["video_path"], str)
         assert all(type(i) is int for i in res["index"]) and all(type(v) is float for v in res["logits"])
         assert len(res["index"]) == len(res["logits"]) == len(set(res["index"]))
         assert all(a >= b for a, b in zip(res["logits"], res["logits"][1:]))  # score descending
         assert all(v == round(v, 2) for v in res["logits"])
         plan = selector.plan(res["video_path"], 512)
         assert sorted(res["index"]) == list(plan.video_frame_ids)  # original video frame ids
-        assert idx["index"] == sorted(idx["index"]) and len(idx["index"]) == min(4, len(res["index"]))
-        assert idx["index"] == sorted(res["index"][:4])
+        # Top-K best first: every prefix is the best frames of its size
+        assert len(idx["index"]) == min(4, len(res["index"])) and idx["index"] == res["index"][:4]
     assert not re.search(r"\d\.\d{3,}", raw.split('"logits"')[1])  # at most 2 decimals in the file
 
     # the same numbers as scoring one question directly
@@ -113,6 +145,20 @@ def test_generic_rows_keep_int_doc_ids(tmp_path, selector, video30):
     assert [r["doc_id"] for r in results] == [7, 3] and [i["doc_id"] for i in indices] == [7, 3]
     assert all(type(r["doc_id"]) is int for r in results + indices)
     assert results[0]["index"][0] % 30 == 0 and len(results[0]["index"]) == 8
+
+
+def test_generic_rows_need_integer_unique_doc_ids(tmp_path, video30):
+    def write(rows):
+        path = tmp_path / "rows.jsonl"
+        path.write_text("".join(json.dumps({"video_path": str(video30), "question": "q", **r}) + "\n" for r in rows))
+        return path
+
+    with pytest.raises(ValueError, match=r"rows.jsonl row 1: doc_id '001-1' is not an integer"):
+        read_queries(write([{"doc_id": 0}, {"doc_id": "001-1"}]))
+    with pytest.raises(ValueError, match=r"rows 0 and 1: both have doc_id 3"):
+        read_queries(write([{"doc_id": 3}, {"doc_id": "3"}]))
+    [job] = read_queries(write([{}, {}, {"doc_id": 9}]))  # absent: the row's position
+    assert [q.doc_id for q in job.queries] == [0, 1, 9]
 
 
 def test_a_bad_video_is_reported_not_fatal(tmp_path, selector, video30):
