@@ -172,12 +172,14 @@ class ShardAnnotator:
 
     async def __aenter__(self) -> Self:
         from vidthinker.backends import open_stage_models
+        from vidthinker.serving import request_shapes
 
         a = self.settings.annotate
         stack = contextlib.AsyncExitStack()
         try:
             self.models = await stack.enter_async_context(open_stage_models(
-                self.settings.models, self.cache_dir, need_captioner=not a.oracle_captions, need_verifier=a.verify_frames
+                self.settings.models, self.cache_dir, need_captioner=not a.oracle_captions, need_verifier=a.verify_frames,
+                shapes=request_shapes(self.settings, qa=False),  # start-up check: the served context fits them
             ))
         except BaseException:
             await stack.aclose()

@@ -9,7 +9,7 @@ unreachable endpoint or an unknown model is one clear error at start.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from vidthinker.config import ModelSettings
@@ -17,6 +17,7 @@ from vidthinker.models import ChatModel
 from vidthinker.models.cache import CachedChatModel, RequestCache
 from vidthinker.models.openai_compat import OpenAICompatChat, OpenAIEndpoint
 from vidthinker.pipeline import StageModels
+from vidthinker.serving import RequestShape, needed_context
 
 # llama.cpp's server runs one sequence at a time by default: more in flight only queues.
 OFFLINE_IN_FLIGHT = 2
@@ -30,13 +31,20 @@ def _endpoint(settings: ModelSettings, base_url: str, model: str, **overrides) -
         "max_in_flight": settings.max_in_flight,
         "max_retries": settings.max_retries,
         "structured_output": settings.structured_output,
+        "circuit_failures": settings.circuit_failures,
+        "circuit_open_s": settings.circuit_open_s,
     }
     return OpenAIEndpoint(**{**fields, **overrides})
 
 
 @contextlib.asynccontextmanager
-async def open_stage_models(settings: ModelSettings, cache_dir: Path, *, need_captioner: bool = True, need_verifier: bool = False) -> AsyncIterator[StageModels]:
-    """The stage models for a run, checked and wrapped in the request cache; closed on exit."""
+async def open_stage_models(settings: ModelSettings, cache_dir: Path, *, need_captioner: bool = True, need_verifier: bool = False,
+                            shapes: Sequence[RequestShape] = ()) -> AsyncIterator[StageModels]:
+    """The stage models for a run, checked and wrapped in the request cache; closed on exit.
+
+    `shapes` (`vidthinker.serving.request_shapes`) are the largest requests the run sends: each
+    endpoint model's start-up check compares the biggest of its stages with the served
+    `max_model_len` and stops with EndpointMismatch when it cannot fit."""
     from vidthinker.models.embedders import make_embedder, resolve_device
 
     cache = RequestCache(cache_dir)
@@ -63,11 +71,21 @@ async def open_stage_models(settings: ModelSettings, cache_dir: Path, *, need_ca
                 # A text-only LLM cannot see frames: a real image network describes them for it.
                 describer = OfflineClipDescriber(embedder if hasattr(embedder, "classify") else make_embedder("efficientnet-lite0", device=device))
             else:
-                captioner = cached(_endpoint(settings, settings.base_url, settings.caption_model))
                 retrieval_name = settings.retrieval_model or settings.caption_model
-                retriever = captioner if retrieval_name == settings.caption_model else cached(_endpoint(settings, settings.base_url, retrieval_name))
                 verify_name = settings.verify_model or settings.caption_model
-                verifier = captioner if verify_name == settings.caption_model else cached(_endpoint(settings, settings.base_url, verify_name))
+                stages_of: dict[str, list[str]] = {}
+                for name, stage, used in ((settings.caption_model, "stage 1", need_captioner),
+                                          (retrieval_name, "stage 2", True), (verify_name, "frame check", need_verifier)):
+                    if used:
+                        stages_of.setdefault(name, []).append(stage)
+
+                def serving(name: str) -> dict:
+                    need = needed_context(shapes, stages_of.get(name, []))
+                    return {"needed_context": need[0], "needed_context_why": need[1]} if need else {}
+
+                captioner = cached(_endpoint(settings, settings.base_url, settings.caption_model, **serving(settings.caption_model)))
+                retriever = captioner if retrieval_name == settings.caption_model else cached(_endpoint(settings, settings.base_url, retrieval_name, **serving(retrieval_name)))
+                verifier = captioner if verify_name == settings.caption_model else cached(_endpoint(settings, settings.base_url, verify_name, **serving(verify_name)))
             models = StageModels(
                 captioner=captioner if need_captioner else None,
                 retriever=retriever,

@@ -501,6 +501,7 @@ _register("select", "trainer.commands", "select_command", "Score a benchmark spl
 _register("eval", "eval.commands", "eval_command", "Compare frame selectors (grounding metrics, optional Video-LLM QA); write report.md/report.json.")
 _register("quality", "vidthinker.quality", "quality_command", "Compute and store quality figures of a run (per shard and per run, with drift).")
 _register("dashboard", "vidthinker.dashboard", "dashboard", "Serve the annotation-quality dashboard over a folder of runs.")
+_register("serve-args", "vidthinker.serving", "serve_args_command", "Print the vllm serve flags (--max-model-len, --limit-mm-per-prompt) the settings need.")
 _register("publish", "vidthinker.publish", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")
 
 

@@ -123,3 +123,45 @@ def test_airflow_init_creates_pool_connection_and_password_idempotently(tmp_path
     assert got["host"] == "http://vllm:8000/v1" and got["password"] == "sk-INIT-SECRET"
     assert got["extra_dejson"]["caption_model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert json.loads((home / "auth" / "passwords.json").read_text()) == {"admin": "pw"}
+
+
+def _defaults(value: str) -> str:
+    """A compose value with every `${NAME:-default}` replaced by its default."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_vllm_flags_equal_what_the_settings_need():
+    """The bundled vllm serve takes every request the pipeline (and downstream QA) sends with the
+    settings compose gives the Airflow tasks: --limit-mm-per-prompt and --max-model-len are what
+    `vidthinker serve-args` derives from those settings (vidthinker.serving)."""
+    from vidthinker.config import load_settings
+    from vidthinker.serving import serve_limits
+
+    raw = yaml.safe_load(COMPOSE.read_text())
+    env = {k: _defaults(str(v)) for k, v in raw["x-airflow-env"].items()}
+    sections = ("models", "annotate", "video")
+    overrides = [f"{k[len('VIDTHINKER_'):].lower().replace('__', '.', 1)}={v}" for k, v in env.items()
+                 if k.startswith("VIDTHINKER_") and k[len("VIDTHINKER_"):].split("__")[0].lower() in sections]
+    limits = serve_limits(load_settings(None, overrides))
+    command = [_defaults(str(part)) for part in raw["services"]["vllm"]["command"]]
+    flags = dict(part.split("=", 1) for part in command if part.startswith("--"))
+    assert int(flags["--max-model-len"]) == limits.max_model_len
+    assert json.loads(flags["--limit-mm-per-prompt"]) == {"image": limits.images, "video": limits.videos}
+    # the paper's ITG-32 downstream QA and a clip's frames fit; no video part unless clips go as videos
+    assert limits.images >= 32 and limits.videos == 0
+    # and serve-args --env names exactly the variables the compose file reads
+    for name in limits.env():
+        assert "${" + name + ":-" in COMPOSE.read_text()
+
+
+def test_vllm_flags_follow_clip_as_video_and_qa_frames():
+    from vidthinker.config import load_settings
+    from vidthinker.serving import request_shapes, serve_limits
+
+    video = serve_limits(load_settings(None, ["annotate.clip_as_video=true", "models.qa_frames=8"]))
+    assert video.videos == 1 and video.images == 8
+    frames = serve_limits(load_settings(None, ["annotate.frames_per_clip=40", "video.clip_seconds=10",
+                                               "video.grid_fps=4", "models.qa_frames=8"]))
+    assert frames.images == 40  # 40 of a clip's 40 grid frames
+    big = load_settings(None, ["annotate.caption_max_tokens=4096", "annotate.caption_mode=shared"])
+    assert serve_limits(big).max_model_len >= max(s.context for s in request_shapes(big))

@@ -18,8 +18,9 @@ and ``vllm/multimodal``):
   ``{"image": 8, "video": 0}``) answers a request with more media a 400 "At most N image(s) may be
   provided in one prompt."; ``max_model_len`` (``--max-model-len``) answers a 400 when the prompt
   (a rough count: 4 characters a token, ``image_tokens`` per image, ``video_tokens`` per video) plus
-  ``max_tokens`` exceeds it, and is reported in ``/v1/models``; a reply longer than ``max_tokens``
-  (same rough count) is cut and ends with ``finish_reason: "length"``.
+  ``max_tokens`` exceeds it, and is reported in ``/v1/models``; a reply of the stub's own longer than
+  ``max_tokens`` (same rough count) is cut and ends with ``finish_reason: "length"`` (a scripted
+  ``responder``'s reply is sent as given; the ``truncate`` and ``length`` faults cut any reply).
 
 In-process (tests)::
 
@@ -335,6 +336,7 @@ class StubApp:
 
         refusal = None
         finish_reason = "stop"
+        scripted_reply = False  # a scripted responder's reply is sent as given (never cut)
         if fault is not None and fault.kind in ("malformed", "always_malformed"):
             content = "Sure! Here is the answer you asked for: clips 1 and 2."
         elif fault is not None and fault.kind == "off_schema":
@@ -343,6 +345,7 @@ class StubApp:
             content, refusal = None, "I'm sorry, I cannot help with that."
         elif st.responder is not None and (scripted := st.responder(body)) is not None:
             content = scripted if isinstance(scripted, str) else json.dumps(scripted)
+            scripted_reply = True
         elif info["schema"] is not None:
             content = json.dumps(minimal_instance(info["schema"]))
         elif info["json_mode"]:
@@ -354,7 +357,7 @@ class StubApp:
         elif fault is not None and fault.kind == "length":  # cut exactly at the end: parses, still cut
             finish_reason = "length"
         budget = info["max_tokens"]
-        if content and budget is not None and _rough_tokens(content) > budget:
+        if content and not scripted_reply and budget is not None and _rough_tokens(content) > budget:
             content, finish_reason = content[: budget * 4], "length"  # cut by max_tokens, as vLLM does
         completion_tokens = max(1, _rough_tokens(content or ""))
         with st.lock:
