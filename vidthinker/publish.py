@@ -13,8 +13,17 @@ Layout (`<out>/_hf/<repo slug>/`, rebuilt from cached per-shard conversions)::
 
     README.md                                dataset card: YAML metadata (license, task_categories, tags,
                                              configs/data_files, dataset_info features = the Arrow schema)
-    data/train-00000-of-0000N.parquet        one file per source shard that has good records, in shard order
+    data/train-00000-of-0000N.parquet        the good records of consecutive source shards, repacked into
+                                             files of about `data_file_bytes` (default 256 MB; setting
+                                             VIDTHINKER_PUBLISH__DATA_FILE_MB, option --data-file-mb)
     stats/quality.json                       vidthinker.quality figures of the published shards
+
+Repacking keeps uploads incremental: where one data file ends is decided by the shards themselves
+(content-defined, like rsync's chunking): a file closes after a shard whose name hashes to a boundary once
+it holds half the target size (the boundary rate follows the mean shard size, rounded to a power of two),
+or at twice the target. A changed shard therefore rewrites only the file it lands in (and, when its size
+moves a boundary, the next one); a new shard only its own file and its neighbours; every other file keeps
+its bytes, is skipped on upload or copied server-side when only its index in the name changed.
 
 Upload: the layout is compared with the revision on the hub (`list_repo_tree`: LFS sha256 for data
 files, git blob sha1 for small files); unchanged files are skipped, content the hub already has under
@@ -29,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -43,7 +53,7 @@ import typer
 from pydantic import BaseModel, Field
 
 from vidthinker import __version__
-from vidthinker.redact import redacted_io
+from vidthinker.redact import redact, redact_then_truncate, redacted_io
 from vidthinker.quality import (
     RunQuality,
     compute_run_quality,
@@ -75,6 +85,7 @@ DEFAULT_LICENSE = "apache-2.0"
 TASK_CATEGORIES = ["video-text-to-text", "visual-question-answering"]
 TAGS = ["video", "temporal-grounding", "frame-selection", "instructed-temporal-grounding", "videoitg", "vidthinker"]
 BATCH_ROWS = 65_536
+DATA_FILE_MB = 256  # default size of a published data file (VIDTHINKER_PUBLISH__DATA_FILE_MB)
 TAG_PATTERN = re.compile(r"^v(\d+)$")
 
 
@@ -120,6 +131,7 @@ class Layout(BaseModel):
     root: str
     records: int
     shards: list[str] = Field(description="source shards, in data-file order")
+    packs: list[list[str]] = Field(default_factory=list, description="the source shards of each data file, in order")
     files: dict[str, str] = Field(description="path in repo → sha256")
     skipped_shards: list[str] = Field(default_factory=list, description="shards without a good record")
 
@@ -220,8 +232,11 @@ def _data_name(index: int, total: int) -> str:
 
 
 def build_layout(out: str | Path, target: str | Path, *, repo_id: str, license: str = DEFAULT_LICENSE,
-                 video_root: Path | None = None, quality: RunQuality | None = None) -> Layout:
-    """Write the dataset folder for `out`'s shards into `target` (cached conversions in `target/.cache`)."""
+                 video_root: Path | None = None, quality: RunQuality | None = None,
+                 data_file_bytes: int | None = None) -> Layout:
+    """Write the dataset folder for `out`'s shards into `target` (cached conversions in `target/.cache`),
+    their good records repacked into data files of about `data_file_bytes` (default: `data_file_size()`)."""
+    data_file_bytes = data_file_bytes or data_file_size()
     out, target = Path(out), Path(target)
     shards = shard_paths(out)
     if not shards:
@@ -254,14 +269,28 @@ def build_layout(out: str | Path, target: str | Path, *, repo_id: str, license: 
             shutil.rmtree(target / sub)
     (target / DATA_DIR).mkdir(parents=True)
     files: dict[str, str] = {}
-    total = len(converted)
-    for index, (_, cached, _) in enumerate(converted):
+    names = [shard.relative_to(shard_folder(out)).as_posix() for shard, _, _ in converted]
+    groups = pack_shards(names, [cached.stat().st_size for _, cached, _ in converted], data_file_bytes)
+    total = len(groups)
+    packs_dir = cache / "packs"
+    packs_dir.mkdir(exist_ok=True)
+    used: set[str] = set()
+    for index, members in enumerate(groups):
+        parts = [converted[i][1] for i in members]
+        key = hashlib.sha256("|".join(p.stem for p in parts).encode()).hexdigest()[:24]
+        pack = parts[0] if len(parts) == 1 else packs_dir / f"{key}.parquet"
+        if len(parts) > 1 and not pack.is_file():
+            write_pack(parts, pack)
+        used.add(pack.name)
         path = target / _data_name(index, total)
         try:
-            os.link(cached, path)
+            os.link(pack, path)
         except OSError:
-            shutil.copyfile(cached, path)
+            shutil.copyfile(pack, path)
         files[_data_name(index, total)] = _sha256(path)
+    for stale in packs_dir.glob("*.parquet"):  # packs no data file uses any more
+        if stale.name not in used:
+            stale.unlink(missing_ok=True)
 
     if quality is None:  # the stored report when current; else computed without touching quality/run.json
         quality = fresh_run_quality(out)
@@ -280,8 +309,69 @@ def build_layout(out: str | Path, target: str | Path, *, repo_id: str, license: 
     card = dataset_card(repo_id, data_paths, records, quality, license=license)
     (target / "README.md").write_text(card)
     files["README.md"] = _sha256(target / "README.md")
-    return Layout(root=str(target), records=records, files=dict(sorted(files.items())),
-                  shards=[s.relative_to(shard_folder(out)).as_posix() for s, _, _ in converted], skipped_shards=skipped)
+    return Layout(root=str(target), records=records, files=dict(sorted(files.items())), shards=names,
+                  packs=[[names[i] for i in members] for members in groups], skipped_shards=skipped)
+
+
+def data_file_size() -> int:
+    """The target size of a data file in bytes: VIDTHINKER_PUBLISH__DATA_FILE_MB (default 256) MB."""
+    raw = os.environ.get("VIDTHINKER_PUBLISH__DATA_FILE_MB", "")
+    try:
+        mb = float(raw) if raw else DATA_FILE_MB
+    except ValueError:
+        raise PublishError(f"VIDTHINKER_PUBLISH__DATA_FILE_MB={raw!r}: not a number of megabytes") from None
+    if mb <= 0:
+        raise PublishError(f"VIDTHINKER_PUBLISH__DATA_FILE_MB={raw!r}: must be > 0")
+    return max(1, int(mb * 1024 * 1024))
+
+
+def _boundary_hash(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+
+
+def pack_shards(names: Sequence[str], sizes: Sequence[int], target: int) -> list[list[int]]:
+    """Group consecutive shards (indexes) into data files of about `target` bytes, content-defined.
+
+    A file closes after shard i once it holds >= target/2 bytes and the hash of i's name falls on a
+    boundary (probability 1/m, m = the power of two nearest to target / (2 x mean shard size)), or once it
+    holds >= 2 x target. Boundaries depend on names and on the sizes since the last boundary only, so after
+    a change the grouping falls back into step at the next boundary both share."""
+    if not names:
+        return []
+    mean = max(1.0, sum(sizes) / len(sizes))
+    m = 1 << max(0, round(math.log2(max(1.0, target / (2 * mean)))))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    held = 0
+    for i, (name, size) in enumerate(zip(names, sizes)):
+        current.append(i)
+        held += size
+        if held >= 2 * target or (held >= target / 2 and _boundary_hash(name) % m == 0):
+            groups.append(current)
+            current, held = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+def write_pack(parts: Sequence[Path], target: Path) -> None:
+    """Concatenate converted shard files into one data file, in row groups of up to BATCH_ROWS rows,
+    streaming (memory: one row group); deterministic, so the same parts give the same bytes."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    buffered: list[pa.Table] = []
+    rows = 0
+    with pq.ParquetWriter(tmp, PUBLISHED_SCHEMA, compression="zstd", write_statistics=True) as writer:
+        for part in parts:
+            with pq.ParquetFile(part) as handle:
+                for batch in handle.iter_batches(batch_size=BATCH_ROWS):
+                    buffered.append(pa.Table.from_batches([batch]).cast(PUBLISHED_SCHEMA))
+                    rows += batch.num_rows
+                    if rows >= BATCH_ROWS:
+                        writer.write_table(pa.concat_tables(buffered), row_group_size=BATCH_ROWS)
+                        buffered, rows = [], 0
+        if buffered:
+            writer.write_table(pa.concat_tables(buffered), row_group_size=BATCH_ROWS)
+    os.replace(tmp, target)
 
 
 def _public_quality(quality: RunQuality) -> dict[str, Any]:
@@ -436,9 +526,7 @@ shards; their figures are below and in `stats/quality.json`.
 
 
 def _scrub(text: str, token: str | None) -> str:
-    if token:
-        text = text.replace(token, "hf_***")
-    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
+    return redact(text, secrets=(token,))  # vidthinker.redact: the token, hf_… tokens, URL credentials
 
 
 def _endpoint() -> str:
@@ -469,7 +557,7 @@ def _hub_error(error: Exception, token: str | None, doing: str, repo_id: str) ->
                                 retryable=True)
         return PublishError(f"{doing}: the hub at {endpoint} answered {status}{detail}.", retryable=status >= 500 or status == 429)
     return PublishError(f"{doing}: cannot talk to the hub at {endpoint}: {type(error).__name__}: "
-                        f"{_scrub(str(error), token)[:300]}", retryable=True)
+                        f"{redact_then_truncate(str(error), 300, secrets=(token,))}", retryable=True)
 
 
 def hub_token() -> str:
@@ -511,7 +599,8 @@ def plan_changes(layout: Layout, remote: Mapping[str, Any]) -> list[FileAction]:
     """Compare the local layout with the hub's files (by content hash) and decide what to do with each."""
     root = Path(layout.root)
     on_hub_by_sha = {f.lfs.sha256: path for path, f in remote.items() if getattr(f, "lfs", None)}
-    shard_of = {_data_name(i, len(layout.shards)): s for i, s in enumerate(layout.shards)}
+    packs = layout.packs or [[s] for s in layout.shards]
+    shard_of = {_data_name(i, len(packs)): _describe_pack(members) for i, members in enumerate(packs)}
     actions: list[FileAction] = []
     for path, sha in layout.files.items():
         size = (root / path).stat().st_size
@@ -530,6 +619,10 @@ def plan_changes(layout: Layout, remote: Mapping[str, Any]) -> list[FileAction]:
         if path.startswith(MANAGED_PREFIXES) and path not in layout.files:
             actions.append(FileAction(path=path, action="delete"))
     return actions
+
+
+def _describe_pack(members: Sequence[str]) -> str:
+    return members[0] if len(members) == 1 else f"{members[0]} … {members[-1]} ({len(members)} shards)"
 
 
 def _next_tag(api, repo_id: str) -> tuple[str, dict[str, str]]:
@@ -551,6 +644,7 @@ def publish_dataset(
     tag: str | None = None,
     staging: Path | None = None,
     commit_message: str | None = None,
+    data_file_bytes: int | None = None,
 ) -> PublishResult:
     """Lay out `out`'s shards as a dataset and bring `repo_id` (a dataset repo) up to date with it."""
     out = Path(out)
@@ -561,11 +655,12 @@ def publish_dataset(
         raise PublishError(f"{out}: no such run folder")
     target = Path(staging) if staging else out / "_hf" / repo_id.replace("/", "__")
     try:
-        layout = build_layout(out, target, repo_id=repo_id, license=license, video_root=video_root)
+        layout = build_layout(out, target, repo_id=repo_id, license=license, video_root=video_root,
+                              data_file_bytes=data_file_bytes)
     except SchemaError as error:
         raise PublishError(str(error)) from None
     result = PublishResult(repo_id=repo_id, revision=branch, status="dry-run" if dry_run else "published",
-                           layout=layout.root, records=layout.records, data_files=len(layout.shards))
+                           layout=layout.root, records=layout.records, data_files=len(layout.packs))
 
     if dry_run:
         from huggingface_hub import get_token
@@ -587,7 +682,7 @@ def publish_dataset(
     token = hub_token()
     api = _api(token)
     user = _check_token(api, token, repo_id)
-    log.info("publishing %s (%d records, %d data files) to %s as %s", out, layout.records, len(layout.shards), repo_id, user)
+    log.info("publishing %s (%d records, %d data files) to %s as %s", out, layout.records, len(layout.packs), repo_id, user)
     try:
         repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         result.url = str(repo_url)
@@ -611,7 +706,7 @@ def publish_dataset(
                 repo_id,
                 operations=_operations(layout, changes),
                 commit_message=commit_message or _message(layout, changes),
-                commit_description=f"vidthinker {__version__}; {layout.records} records in {len(layout.shards)} file(s).",
+                commit_description=f"vidthinker {__version__}; {layout.records} records in {len(layout.packs)} file(s).",
                 repo_type="dataset",
                 revision=branch,
                 parent_commit=head,
@@ -643,7 +738,7 @@ def publish_dataset(
 
 def _message(layout: Layout, changes: Sequence[FileAction]) -> str:
     new = sum(1 for a in changes if a.action == "upload" and a.path.startswith(DATA_DIR))
-    return f"Publish {layout.records} records ({len(layout.shards)} data files, {new} new)"
+    return f"Publish {layout.records} records ({len(layout.packs)} data files, {new} new)"
 
 
 def _operations(layout: Layout, changes: Sequence[FileAction]) -> list:
@@ -712,6 +807,7 @@ def publish(
     license: Annotated[str, typer.Option(help="License id for the dataset card.")] = DEFAULT_LICENSE,
     video_root: Annotated[Path | None, typer.Option(help="Publish video paths relative to this folder (default: folder/file name).")] = None,
     tag: Annotated[str | None, typer.Option(help="Tag for this version (default: v<N+1>).")] = None,
+    data_file_mb: Annotated[float | None, typer.Option(min=0.001, help="Size of a published data file in MB (shards are repacked; default VIDTHINKER_PUBLISH__DATA_FILE_MB or 256).")] = None,
 ) -> None:
     """Publish the good records of a run as a Hugging Face dataset (data/train-*.parquet, dataset card
     with statistics, stats/quality.json), uploading only files whose content changed, and tag the version.
@@ -722,10 +818,18 @@ def publish(
     from rich.console import Console
     from rich.table import Table
 
+    from vidthinker.shards import MOVE_REMEDY, DuplicateRecordsError, check_duplicate_ids
+
     console = Console(stderr=True)
     try:
+        check_duplicate_ids(shard_paths(out), remedy=MOVE_REMEDY)  # a published dataset must not hold a record twice
+    except (DuplicateRecordsError, SchemaError) as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
         result = publish_dataset(out, repo_id, revision=revision, private=private, dry_run=dry_run, license=license,
-                                 video_root=video_root, tag=tag)
+                                 video_root=video_root, tag=tag,
+                                 data_file_bytes=int(data_file_mb * 1024 * 1024) if data_file_mb else None)
     except PublishError as error:
         console.print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(2 if "no parquet shards" in str(error) or "must look like" in str(error) else 1) from None

@@ -60,7 +60,8 @@ def test_layout_loads_with_datasets_and_matches_the_schema(demo, tmp_path):
     layout = build_layout(run, tmp_path / "layout", repo_id=f"{ORG}/videoitg-demo")
     root = Path(layout.root)
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts) == [
-        "README.md", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet", "stats/quality.json"]
+        "README.md", "data/train-00000-of-00001.parquet", "stats/quality.json"]  # both shards in one ~256 MB file
+    assert layout.packs == [["shard-00000.parquet", "shard-00001.parquet"]]
     assert layout.skipped_shards == ["shard-00002.parquet"]  # the broken upload: no good record
 
     expected = Features.from_arrow_schema(PUBLISHED_SCHEMA)
@@ -82,7 +83,8 @@ def test_layout_loads_with_datasets_and_matches_the_schema(demo, tmp_path):
     assert again.num_rows == layout.records and again.features == expected
 
 
-def test_publish_uploads_only_new_shards_and_tags_each_version(hub, run_one_shard, tmp_path):
+def test_publish_uploads_only_new_shards_and_tags_each_version(hub, run_one_shard, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDTHINKER_PUBLISH__DATA_FILE_MB", "0.000001")  # one byte: a data file per shard
     repo = f"{ORG}/videoitg-demo"
     first = publish_dataset(run_one_shard, repo, private=True)
     assert first.status == "published" and first.tag == "v1" and first.counts() == {"upload": 3}
@@ -205,3 +207,54 @@ def test_publish_request_resolution(monkeypatch):
         publish_request({"out_dir": "/x"})
     monkeypatch.setenv("VIDTHINKER_PUBLISH__REPO_ID", "env/repo")
     assert publish_request({"out_dir": "/x"})["repo_id"] == "env/repo"
+
+
+def _synthetic_run(root: Path, shards: int = 24, per_shard: int = 30, answer: str = "a ball") -> Path:
+    import datetime as dt
+
+    from vidthinker.schema import Provenance, VideoITGRecord
+    from vidthinker.shards import write_shard
+
+    for s in range(shards):
+        records = [VideoITGRecord(
+            id=f"v{s}-{i // 3}/q{i % 3}", video=f"/videos/v{s}-{i // 3}.mp4", question=f"what happens {s} {i}?",
+            answer=answer if s == 5 else "a ball", frame_num=[i % 7, 9], clip_num=[1], video_id=f"v{s}-{i // 3}",
+            qa_id=f"q{i % 3}", provenance=Provenance(pipeline_version="0", clip_seconds=5, grid_fps=1,
+                                                      created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+            for i in range(per_shard)]
+        write_shard(records, root / "shards" / f"shard-{s:05d}.parquet")
+    return root
+
+
+def test_shards_are_repacked_and_a_changed_shard_rewrites_only_its_file(hub, tmp_path):
+    from vidthinker.publish import pack_shards
+
+    run = _synthetic_run(tmp_path / "run")
+    probe = build_layout(run, tmp_path / "probe", repo_id=f"{ORG}/x", data_file_bytes=1)
+    mean = sum((Path(probe.root) / p).stat().st_size for p in probe.files if p.startswith("data/")) / len(probe.shards)
+    size = int(3 * mean)
+    repo = f"{ORG}/repacked"
+    first = publish_dataset(run, repo, data_file_bytes=size)
+    layout = build_layout(run, Path(first.layout), repo_id=repo, data_file_bytes=size)
+    assert 1 < len(layout.packs) < len(layout.shards)
+    assert [s for pack in layout.packs for s in pack] == layout.shards  # consecutive shards, in order
+    loaded = ds.dataset(str(Path(layout.root) / "data"), format="parquet")
+    assert loaded.count_rows() == first.records == _good_records(run)
+    assert loaded.to_table(columns=["id"]).column("id").to_pylist() == [
+        f"v{s}-{i // 3}/q{i % 3}" for s in range(24) for i in range(30)]
+
+    # shard 5 rewritten with other answers (same length): only the data file holding it is uploaded
+    _synthetic_run(run, answer="a cube")
+    second = publish_dataset(run, repo, data_file_bytes=size)
+    holding = next(i for i, pack in enumerate(layout.packs) if "shard-00005.parquet" in pack)
+    data = {f.path: f.action for f in second.files if f.path.startswith("data/")}
+    assert [p for p, a in data.items() if a == "upload"] == [f"data/train-{holding:05d}-of-{len(layout.packs):05d}.parquet"]
+    assert all(a == "unchanged" for p, a in data.items() if p != f"data/train-{holding:05d}-of-{len(layout.packs):05d}.parquet")
+    # the grouping is content-defined: a shard inserted in the middle changes its own file and at most the
+    # next one; every other file holds the same shards as before
+    names = [f"s{i:03d}" for i in range(200)]
+    grown = names[:50] + ["s049a"] + names[50:]
+    before = {tuple(names[i] for i in g) for g in pack_shards(names, [1000] * 200, 8000)}
+    after = [tuple(grown[i] for i in g) for g in pack_shards(grown, [1000] * 201, 8000)]
+    assert len(before) > 10
+    assert len([g for g in after if g not in before]) <= 2
