@@ -222,3 +222,20 @@ def test_planted_secrets_appear_in_no_file_and_no_output_of_a_failing_run(synthe
     leaks = [(where, s) for where, text in outputs.items() for s in secrets if s in text]
     assert not leaks, leaks
     assert "http://***@127.0.0.1" in proc.stderr  # the retry warnings name the endpoint, redacted
+
+
+def test_an_uncaught_exception_is_printed_redacted_with_its_cause(tmp_path):
+    code = (
+        "import sys\n"
+        "from vidthinker.cli import app\n"
+        "@app.command('boom')\n"
+        "def boom():\n"
+        f"    raise RuntimeError('lost http://{URL_USER}:{URL_PASS}@h/v1') from OSError('key {API_KEY}')\n"
+        "sys.argv = ['vidthinker', 'boom']\n"
+        "app()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1
+    assert "RuntimeError: lost http://***@h/v1" in proc.stderr and "OSError: key sk-***" in proc.stderr
+    assert URL_PASS not in proc.stderr and API_KEY not in proc.stderr

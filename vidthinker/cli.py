@@ -19,10 +19,26 @@ from rich.table import Table
 
 from vidthinker import __version__
 from vidthinker.config import ConfigError, Settings, load_settings
-from vidthinker.redact import install_log_redaction, redact
+from vidthinker.redact import install_log_redaction, redact, redact_exception
 from vidthinker.schema import SchemaError
 
-app = typer.Typer(
+class _RedactingTyper(typer.Typer):
+    """typer.Typer whose uncaught exceptions (printed by typer as a traceback ending in their message)
+    are redacted first, with their causes (vidthinker.redact)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as error:
+            seen, link = set(), error
+            while link is not None and id(link) not in seen:
+                seen.add(id(link))
+                redact_exception(link)
+                link = link.__cause__ or link.__context__
+            raise
+
+
+app = _RedactingTyper(
     name="vidthinker",
     help=(
         "Build instruction-grounded video datasets (VideoITG format) and train/benchmark the VideoITG "

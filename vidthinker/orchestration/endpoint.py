@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vidthinker.models.openai_compat import API_KEY_ENV_VARS
+from vidthinker.redact import register_secret, register_url_credentials
 
 EXTRA_KEYS = {"caption_model", "retrieval_model", "verify_model", "embedder", "structured_output", "timeout_s",
               "max_in_flight", "max_retries"}
@@ -88,6 +89,8 @@ def endpoint_from_connection(conn: Any) -> Endpoint:
     if unknown:
         raise ValueError(f"connection {conn.conn_id!r}: unknown extra key(s) {unknown}; known: {sorted(EXTRA_KEYS)}")
     overrides = {"backend": "openai", "base_url": base_url_of(conn.host, conn.schema, conn.port), **extra}
+    register_secret(conn.password)  # redacted from this process's logs, errors and XComs (vidthinker.redact)
+    register_url_credentials(overrides["base_url"])
     return Endpoint(overrides=overrides, _api_key=conn.password or None, source=f"connection {conn.conn_id}")
 
 
