@@ -72,15 +72,14 @@ def vidthinker_annotate():
         retry_exponential_backoff=2.0,
         max_retry_delay=timedelta(seconds=CFG.max_retry_delay_s),
         execution_timeout=timedelta(seconds=CFG.shard_timeout_s) if CFG.shard_timeout_s else None,
-        map_index_template="{{ shard_id }}",
+        # rendered before the task runs (Airflow 3's task runner renders map_index_template once early, in
+        # task_runner._prepare, from the unmapped task's arguments) and again at the end: the UI names a
+        # running shard task by its shard id, not "0"
+        map_index_template="{{ task.op_kwargs['shard']['shard_id'] }}",
     )
     def run_shard(shard: dict, params=None, run_id=None) -> dict:
-        from airflow.sdk import get_current_context
-
         from vidthinker.orchestration import tasks
         from vidthinker.orchestration.endpoint import resolve_endpoint
-
-        get_current_context()["shard_id"] = shard["shard_id"]  # names the mapped instance in the UI
 
         return tasks.run_shard(shard, dict(params), run_id, resolve_endpoint(CFG.conn_id))
 
