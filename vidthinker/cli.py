@@ -520,6 +520,10 @@ _register("dashboard", "vidthinker.dashboard", "dashboard", "Serve the annotatio
 _register("serve-args", "vidthinker.serving", "serve_args_command", "Print the vllm serve flags (--max-model-len, --limit-mm-per-prompt) the settings need.")
 _register("publish", "vidthinker.publish", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")
 
+from vidthinker.orchestration.local_stack import app as _airflow_app  # noqa: E402 - imports typer only
+
+app.add_typer(_airflow_app, name="airflow", help="A local Airflow stack for the DAGs on loopback: up, down, status.")
+
 
 def run() -> None:  # pragma: no cover - console entry point alias
     app()
