@@ -89,6 +89,14 @@ def train_command(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    drop_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--drop-duplicates",
+            help="A record id in two shard files (two runs wrote one folder) is an error naming both files; "
+            "with this flag the first copy is kept.",
+        ),
+    ] = False,
 ) -> None:
     """Train the VideoITG frame selector on record shards (1 process, or DDP under `torchrun`)."""
     from trainer.config import load_train_config, preset_config
@@ -114,7 +122,14 @@ def train_command(
         cfg.model = preset_config(preset)
     cfg.resume = resume
     cfg.progress = progress
-    result = train(shards, out, cfg, device=device)
+    from vidthinker.shards import DuplicateRecordsError, unique_records_source
+
+    try:
+        with unique_records_source(shards, drop=drop_duplicates) as source:
+            result = train(source, out, cfg, device=device)
+    except DuplicateRecordsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     summary = {
         "out": str(result.out_dir),
         "step": result.step,

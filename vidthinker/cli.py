@@ -61,6 +61,9 @@ class ExitCode:
     OK = 0
     FAILED = 1
     BAD_INPUT = 2
+    UNAVAILABLE = 3  # a model endpoint cannot be used at start-up
+    TRANSIENT = 4  # shards failed transiently (endpoint/infrastructure): rerun the same command to repair them
+    LOCKED = 5  # another run is writing the out folder
 
 
 def _fail(message: str, code: int = ExitCode.BAD_INPUT) -> typer.Exit:
@@ -258,6 +261,7 @@ def annotate(
     shard_size: Annotated[Optional[int], typer.Option(help="Videos per shard (default: engine.shard_size).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Ray actors (default: the cluster's CPUs / engine.cpus_per_worker).")] = None,
     redo_stale: Annotated[bool, typer.Option("--redo-stale", help="Annotate again (overwriting them) the finished shards in OUT made with other annotation settings (models, prompts, annotate/video settings); without it such a rerun stops with an error. Setting: engine.redo_stale.")] = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Also redo the finished shards holding permanent model-reply errors (a reply that was not valid JSON or off the schema after its repair retry) and ask those calls again; failed calls are never cached, good replies replay from the cache.")] = False,
 ) -> None:
     """Annotate a manifest with the three VidThinker stages and write record shards.
 
@@ -267,9 +271,20 @@ def annotate(
     each with a manifest); a rerun into the same OUT skips finished shards and redoes interrupted ones,
     replaying paid model calls from OUT/cache. Finished shards made with other annotation settings
     (models, prompt templates, annotate/video settings) stop the run before any work, unless
-    --redo-stale annotates them again. Exit 0 when every shard is written, 1 when a shard could not be
-    written, 2 for bad input, configuration or stale shards, 3 when a model endpoint is unreachable or
-    does not serve the model.
+    --redo-stale annotates them again. Shards whose manifest rows changed since (an edited, added or
+    removed question, a replaced video file) are redone on their own.
+
+    Errors are transient (the endpoint or infrastructure: timeouts, 429/5xx, connection errors, auth, an
+    endpoint that stays down) or permanent (the input, or the model's reply). A shard whose share of
+    transient errors exceeds annotate.max_transient_error_share (default 0) is failed: its records are
+    kept for inspection in OUT/shards/_failed/ and a rerun redoes it (unchanged calls come from the
+    cache). When the endpoint goes down, no further video is started. One run at a time writes OUT
+    (lock file OUT/.vidthinker.lock).
+
+    Exit codes: 0 every shard finished (permanent input/reply errors do not fail a run); 1 a shard could
+    not be written; 2 bad input, configuration or stale shards; 3 a model endpoint is unreachable or does
+    not serve the model at start-up; 4 shards failed transiently (one line names how many and the top
+    reason; rerun to repair); 5 another run is writing OUT.
     """
     from vidthinker.annotate import run_annotation
     from vidthinker.formats import read_manifest
@@ -286,20 +301,32 @@ def annotate(
     except SchemaError as error:
         raise _fail(str(error)) from None
     rows = rows[:limit] if limit else rows
-    summary = _run_with_progress(rows, out_dir, settings, run_annotation, ModelUnavailable)
+    summary = _run_with_progress(rows, out_dir, settings, run_annotation, ModelUnavailable, retry_errors=retry_errors,
+                                 command=" ".join(sys.argv))
     _print_summary(summary, out_dir)
-    written = len(summary.shards) - len(summary.skipped_shards)
+    written = len(summary.shards) - len(summary.skipped_shards) - sum(m.state == "failed" for m in summary.shards)
     out.print(f"shards: {written} written, {len(summary.skipped_shards)} already finished (skipped), "
               f"{len(summary.failed_shards)} failed; engine {summary.engine} with {summary.workers} worker(s) → {out_dir / 'shards'}")
     for shard_id, why in sorted(summary.failed_shards.items()):
-        console.print(f"[red]shard failed[/] {shard_id}: {escape(why)}", highlight=False)
-    if summary.failed_shards:
+        console.print(f"[red]shard failed[/] {shard_id}: {escape(redact(why))}", highlight=False)
+    exit_for(summary)
+
+
+def exit_for(summary) -> None:
+    """Exit 1 when a shard failed for a non-transient reason, else 4 (with one line) when shards failed
+    transiently; return when every shard finished."""
+    if set(summary.failed_shards) - set(summary.transient_failures):
         raise typer.Exit(ExitCode.FAILED)
+    line = summary.transient_failure_line()
+    if line:
+        console.print(f"[bold red]failed:[/] {escape(redact(line))}", highlight=False)
+        raise typer.Exit(ExitCode.TRANSIENT)
 
 
-def _run_with_progress(rows, out_dir, settings, run_annotation, unavailable):
+def _run_with_progress(rows, out_dir, settings, run_annotation, unavailable, **kw):
     """Run `run_annotation` with a progress bar by videos (shards found finished count at once)."""
     from vidthinker.engine import EngineUnavailable
+    from vidthinker.shards import FolderLocked
 
     with progress_bar("annotating videos", len(rows)) as bar:
         task = bar.task_ids[0]
@@ -315,9 +342,11 @@ def _run_with_progress(rows, out_dir, settings, run_annotation, unavailable):
                 bar.update(task, status=f"[red]{result.shard_id} failed")
 
         try:
-            return run_annotation(rows, out_dir, settings, on_video_done=done, on_shard_done=shard_done)
+            return run_annotation(rows, out_dir, settings, on_video_done=done, on_shard_done=shard_done, **kw)
+        except FolderLocked as error:
+            raise _fail(str(error), ExitCode.LOCKED) from None
         except unavailable as error:
-            raise _fail(str(error), 3) from None
+            raise _fail(str(error), ExitCode.UNAVAILABLE) from None
         except (ValueError, EngineUnavailable) as error:  # repeated video ids; stale shards; no Ray, or no cluster at --ray-address
             raise _fail(str(error)) from None
 
@@ -327,7 +356,11 @@ def _print_summary(summary, out_dir: Path) -> None:
     for stage, stats in summary.stages.items():
         table.add_row(stage, str(stats.calls), str(stats.prompt_tokens), str(stats.completion_tokens), f"{stats.model_latency_s:.1f}", f"{stats.wall_s:.1f}")
     out.print(table)
-    out.print(f"{summary.records} records ({summary.ok} ok, {summary.errors} errors) over {summary.videos} videos in {summary.wall_s:.1f} s")
+    by_class = ", ".join(f"{n} {c}" for c, n in sorted(summary.errors_by_class.items()))
+    out.print(f"{summary.records} records ({summary.ok} ok, {summary.errors} errors{f': {by_class}' if by_class else ''}) "
+              f"over {summary.videos} videos in {summary.wall_s:.1f} s")
+    if summary.repaired:
+        out.print("repaired: " + ", ".join(f"{n} record(s) with {c} errors" for c, n in sorted(summary.repaired.items())))
     for reason, count in sorted(summary.errors_by_reason.items()):
         out.print(f"  errors {reason}: {count}")
 
@@ -384,18 +417,23 @@ def export(
         "LLaVA-Video-178K/); a video outside it is an error."))] = None,
     manifest: Annotated[Optional[Path], typer.Option(help=(
         "Use this manifest's folder as --video-root (relative manifest paths are relative to it)."))] = None,
+    drop_duplicates: Annotated[bool, typer.Option("--drop-duplicates", help=(
+        "A record id in two shard files (two runs wrote one folder) is an error naming both files; with this "
+        "flag the first copy is kept."))] = False,
 ) -> None:
     """Export record shards as VideoITG-40K JSON: its exact columns and values ("Yes"/"No", relative videos)."""
     from vidthinker.formats import export_videoitg_json, iter_records
+    from vidthinker.shards import DuplicateRecordsError, unique_records_source
 
     if video_root is not None and manifest is not None:
         raise _fail("give --video-root or --manifest, not both")
     root = video_root if manifest is None else manifest.absolute().parent
     absolute: list[str] = []
     try:
-        count = export_videoitg_json(iter_records(shards), out_file, include_errors=include_errors,
-                                     video_root=root, absolute=absolute)
-    except SchemaError as error:
+        with unique_records_source(shards, drop=drop_duplicates) as source:
+            count = export_videoitg_json(iter_records(source), out_file, include_errors=include_errors,
+                                         video_root=root, absolute=absolute)
+    except (SchemaError, DuplicateRecordsError) as error:
         raise _fail(str(error)) from None
     out.print(f"exported {count} records → {out_file}")
     if absolute:

@@ -137,6 +137,12 @@ class AnnotateSettings(Section):
     verify_frames: bool = Field(False, description="per-frame yes/no check by a VLM (needs an image model)")
     videos_in_flight: int = Field(2, ge=1, le=256, description="videos annotated concurrently per worker")
     cache_dir: Path | None = Field(None, description="request cache (default: <out>/cache)")
+    max_transient_error_share: float = Field(
+        0.0, ge=0, le=1,
+        description="largest share of a shard's records that may fail transiently (endpoint/infrastructure) for the "
+        "shard to count as finished; above it the shard is failed (kept in shards/_failed/, redone on rerun) and "
+        "`vidthinker annotate` exits 4",
+    )
 
 
 class EngineSettings(Section):

@@ -27,7 +27,7 @@ endpoint (`models.base_url`: the same model served elsewhere gives the same reco
 settings, and secrets must not be written anywhere), `timeout_s`, `max_retries`, `max_in_flight`, `embedder_device`,
 the circuit breaker and serving estimates (`circuit_failures`, `circuit_open_s`, `qa_frames`, `image_tokens`,
 `prompt_text_tokens`),
-`annotate.videos_in_flight` and `cache_dir`, the video decoder's timeout, isolation and allowed roots,
+`annotate.videos_in_flight`, `cache_dir` and `max_transient_error_share`, the video decoder's timeout, isolation and allowed roots,
 and the whole `engine` (shard size, workers, Ray), `synth` and `airflow` sections.
 
 New settings of the `models`, `annotate` and `video` sections are in the fingerprint unless listed in
@@ -50,7 +50,7 @@ FINGERPRINT_HEX = 16
 EXCLUDED: dict[str, frozenset[str]] = {
     "models": frozenset({"base_url", "timeout_s", "max_in_flight", "max_retries", "embedder_device", "circuit_failures",
                          "circuit_open_s", "qa_frames", "image_tokens", "prompt_text_tokens"}),
-    "annotate": frozenset({"videos_in_flight", "cache_dir"}),
+    "annotate": frozenset({"videos_in_flight", "cache_dir", "max_transient_error_share"}),
     "video": frozenset({"decode_timeout_s", "isolate_decode", "allowed_roots"}),
 }
 # The models a backend does not use (resolved separately below).

@@ -124,6 +124,7 @@ class VideoAnnotator:
         localization: FrameLocalization | None = None,
         error: str | None = None,
         error_stage: str | None = None,
+        transient: bool = False,
     ) -> VideoITGRecord:
         kind = InstructionType(retrieval.instruction_type) if retrieval and retrieval.instruction_type else None
         ok = error is None
@@ -139,6 +140,7 @@ class VideoAnnotator:
             instruction_type=kind,
             error=redact(error),
             error_stage=None if ok else error_stage,
+            error_class=None if ok else ("transient" if transient else "permanent"),
             video_id=row.video_id,
             qa_id=qa.qa_id,
             provenance=self.provenance,
@@ -147,8 +149,8 @@ class VideoAnnotator:
             localization=localization,
         )
 
-    def _all_failed(self, row: ManifestRow, stage: str, message: str) -> list[VideoITGRecord]:
-        return [self._record(row, qa, error=message, error_stage=stage) for qa in row.qa]
+    def _all_failed(self, row: ManifestRow, stage: str, message: str, *, transient: bool = False) -> list[VideoITGRecord]:
+        return [self._record(row, qa, error=message, error_stage=stage, transient=transient) for qa in row.qa]
 
     # ------------------------------------------------------------------ the video
 
@@ -214,15 +216,22 @@ class VideoAnnotator:
         urls = await asyncio.to_thread(lambda: tuple(frames.data_url(f) for f in picks))
         return ClipEvidence(clip.clip_id, clip.start_s, clip.end_s, images=urls)
 
-    async def _retrieve(self, row: ManifestRow, qa: QAPair, plan: ClipPlan, captions: list[ClipCaption]) -> ClipRetrieval | str:
+    async def _retrieve(
+        self, row: ManifestRow, qa: QAPair, plan: ClipPlan, captions: list[ClipCaption]
+    ) -> ClipRetrieval | tuple[str, bool]:
+        """The retrieval, or (why, transient) when no clip has a usable caption: a transient caption
+        failure, if any, is the reason (a rerun may repair the record)."""
         usable = {c.clip_id: c.caption for c in captions if not c.trace.error and c.caption}
         if not usable:
+            transient = sorted({c.trace.error for c in captions if c.trace.transient})
+            if transient:
+                return transient[0], True
             reasons = sorted({c.trace.error for c in captions if c.trace.error} or {"EmptyCaptions: every clip caption is empty"})
-            return reasons[0]
+            return reasons[0], False
         text = {clip.clip_id: usable.get(clip.clip_id, "") for clip in plan.clips}
         return await retrieve_clips(self.models.retriever, self.retrieval_prompt, row.video_id, qa, text, self.retrieval_settings)
 
-    async def _localize(self, row, plan, frames: "_FrameCache", captions, retrievals: dict[str, ClipRetrieval | str]) -> list[VideoITGRecord]:
+    async def _localize(self, row, plan, frames: "_FrameCache", captions, retrievals: dict[str, ClipRetrieval | tuple[str, bool]]) -> list[VideoITGRecord]:
         records: list[VideoITGRecord] = []
         needed: set[int] = set()
         for result in retrievals.values():
@@ -237,11 +246,13 @@ class VideoAnnotator:
             embeddings = dict(zip(order, vectors))
         for qa in row.qa:
             result = retrievals[qa.qa_id]
-            if isinstance(result, str):
-                records.append(self._record(row, qa, captions=captions[qa.qa_id], error=result, error_stage="caption"))
+            if isinstance(result, tuple):
+                why, transient = result
+                records.append(self._record(row, qa, captions=captions[qa.qa_id], error=why, error_stage="caption", transient=transient))
                 continue
             if result.trace.error is not None:
-                records.append(self._record(row, qa, captions=captions[qa.qa_id], retrieval=result, error=result.trace.error, error_stage="retrieve"))
+                records.append(self._record(row, qa, captions=captions[qa.qa_id], retrieval=result, error=result.trace.error,
+                                            error_stage="retrieve", transient=result.trace.transient))
                 continue
             localization = localize_frames(
                 row.video_id, qa.qa_id, result.instruction_type, result.clip_ids, plan, embeddings,
@@ -278,20 +289,39 @@ async def annotate_rows(
     *,
     videos_in_flight: int = 2,
     on_video_done: Callable[[ManifestRow, list[VideoITGRecord]], None] | None = None,
+    undispatched: list[ManifestRow] | None = None,
 ) -> list[VideoITGRecord]:
-    """Annotate rows with at most `videos_in_flight` videos open at once; records keep manifest order."""
+    """Annotate rows with at most `videos_in_flight` videos open at once; records keep manifest order.
+
+    With `undispatched` (a list to fill), a video whose records failed with `EndpointDown` (the model
+    client's circuit stayed open: the endpoint is down) stops dispatching: the videos not yet started
+    are appended to `undispatched` instead of being burned into error records, and have no records.
+    """
     gate = asyncio.Semaphore(videos_in_flight)
     results: list[list[VideoITGRecord]] = [[] for _ in rows]
+    down = False
 
     async def one(index: int, row: ManifestRow) -> None:
+        nonlocal down
         async with gate:
+            if down and undispatched is not None:
+                undispatched.append(row)
+                return
             try:
                 records = await annotator.annotate(row)
             except Exception as error:  # noqa: BLE001 - one video's bug must not lose the others
-                records = annotator._all_failed(row, "pipeline", f"{type(error).__name__}: {error}")
+                records = annotator._all_failed(row, "pipeline", f"{type(error).__name__}: {error}",
+                                                transient=getattr(error, "transient", False))
+            if any(endpoint_down(r) for r in records):
+                down = True
             results[index] = records
             if on_video_done is not None:
                 on_video_done(row, records)
 
     await asyncio.gather(*(one(i, row) for i, row in enumerate(rows)))
     return [record for records in results for record in records]
+
+
+def endpoint_down(record: VideoITGRecord) -> bool:
+    """Whether a record failed because the model client's circuit stayed open (`EndpointDown`)."""
+    return record.error_class == "transient" and (record.error or "").startswith("EndpointDown")

@@ -1385,10 +1385,13 @@ def quality_command(
     from rich.console import Console
     from rich.table import Table
 
+    from vidthinker.shards import MOVE_REMEDY, DuplicateRecordsError, check_duplicate_ids
+
     console = Console()
     try:
+        check_duplicate_ids(shard_paths(out), remedy=MOVE_REMEDY)  # figures over duplicated records would be wrong
         result = compute_run_quality(out, manifest=manifest, previous_runs=previous_runs(out, previous) if previous else ())
-    except (SchemaError, OSError) as error:
+    except (SchemaError, OSError, DuplicateRecordsError) as error:
         Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:

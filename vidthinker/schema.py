@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 SCHEMA_VERSION = "1"
 
@@ -135,6 +135,18 @@ class StageTrace(Row):
     latency_s: float = Field(default=0.0, ge=0)
     usage: Usage = Field(default_factory=Usage)
     error: str | None = None
+    # Whether `error` came from the endpoint/infrastructure (True) or the input/reply (False): set by
+    # the stage from the exception's `transient`, read by the pipeline into the record's
+    # `error_class`. Not a column (the record carries the class).
+    _transient: bool = PrivateAttr(default=False)
+
+    def with_transient(self, transient: bool) -> "StageTrace":
+        self._transient = bool(transient)
+        return self
+
+    @property
+    def transient(self) -> bool:
+        return self.error is not None and self._transient
 
 
 class ClipSpan(Row):
@@ -231,6 +243,7 @@ class Provenance(Row):
 
 
 YesNo = Literal["yes", "no"]
+ErrorClass = Literal["transient", "permanent"]
 
 # The columns of the public VideoITG-40K release, in its order, under its names.
 VIDEOITG_COLUMNS = ("id", "video", "question", "answer", "frame_num", "clip_num", "motion", "existence")
@@ -254,6 +267,12 @@ class VideoITGRecord(Row):
     instruction_type: InstructionType | None = None
     error: str | None = Field(default=None, description="null when the record is good")
     error_stage: str | None = None
+    error_class: ErrorClass | None = Field(
+        default=None,
+        description="transient: the endpoint/infrastructure failed (timeout, 429/5xx, connection, auth, open "
+        "circuit; a rerun repairs it); permanent: the input or the model's reply (null when ok, and on "
+        "records written before error classes)",
+    )
     video_id: NonEmptyStr
     qa_id: NonEmptyStr
     provenance: Provenance
@@ -270,6 +289,8 @@ class VideoITGRecord(Row):
     def _consistent(self) -> "VideoITGRecord":
         if self.error is None and self.error_stage is not None:
             raise ValueError("error_stage is set but error is null")
+        if self.error is None and self.error_class is not None:
+            raise ValueError("error_class is set but error is null")
         if self.instruction_type is not None:
             kind = InstructionType(self.instruction_type)
             if (self.motion == "yes") != kind.motion or (self.existence == "yes") != kind.existence:
@@ -369,9 +390,16 @@ def to_table(rows: Iterable[BaseModel], model: type[BaseModel]) -> pa.Table:
     return pa.Table.from_pylist([row.model_dump(mode="python") for row in rows], schema=schema)
 
 
+# Nullable columns added after files were written with the schema: a file without one reads as null.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"VideoITGRecord": ("error_class",)}
+
+
 def check_table_schema(table: pa.Table, model: type[BaseModel], *, source: str) -> pa.Table:
     """Structural check: every contract column present with a compatible type; returns the cast table."""
     schema = arrow_schema(model)
+    for name in ADDED_COLUMNS.get(model.__name__, ()):
+        if name not in table.column_names:  # a file written before the column existed: null throughout
+            table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
     missing = [name for name in schema.names if name not in table.column_names]
     extra = [name for name in table.column_names if name not in schema.names]
     if missing or extra:

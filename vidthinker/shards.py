@@ -30,13 +30,16 @@ finished shard made with another fingerprint, or with none (written before finge
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
@@ -46,6 +49,7 @@ from vidthinker.schema import ManifestRow, VideoITGRecord, to_table
 
 MANIFEST_SUFFIX = ".manifest.json"
 SHARDS_DIR = "shards"
+FAILED_DIR = "_failed"  # under shards/: underscore folders are skipped by every reader of records
 # Fields that say how a record was made this time, not what it says: left out of the content hash so
 # that a rerun (new run id, cache replays with other latencies and zero billable calls) compares equal.
 _TRACE_VOLATILE = {"latency_s": True, "usage": {"calls"}}
@@ -78,6 +82,47 @@ class ShardManifest(BaseModel):
     settings_fingerprint: str = Field(
         "", description="annotation fingerprint of the settings the shard was made with ('' = unknown, written before fingerprints)"
     )
+    state: Literal["finished", "failed"] = Field(
+        "finished", description="failed: too many transient errors or the endpoint went down (kept in shards/_failed/ for inspection)"
+    )
+    failure: str = Field("", description="why the shard failed ('' when finished)")
+    errors_by_class: dict[str, int] = Field(default_factory=dict, description="error records by class: transient / permanent")
+    video_identity: dict[str, str] = Field(
+        default_factory=dict,
+        description="video id → row_identity (its QA pairs and the video file's size and mtime) when annotated; "
+        "{} = written before identities (not compared)",
+    )
+
+
+def error_class_counts(records: Iterable[VideoITGRecord]) -> dict[str, int]:
+    """Error records by class; records written before classes count as permanent."""
+    return dict(Counter(r.error_class or "permanent" for r in records if not r.ok))
+
+
+def row_identity(row: ManifestRow) -> str:
+    """What a video's records depend on besides the settings: its QA pairs (ids, questions, answers,
+    options, ground truth), its oracle clip descriptions, and the video file's identity (size and
+    modification time in ns; a file that cannot be stat'ed, or a URL, is named by its path).
+
+    An edited, added or removed question, or a replaced video, changes it, so the shard holding the
+    video is stale by content and redone (unchanged model calls replay from the request cache).
+    """
+    video = row.video.removeprefix("file://")
+    try:
+        info = os.stat(video)
+        file_id = f"{info.st_size}:{info.st_mtime_ns}"
+    except (OSError, ValueError) as error:
+        file_id = f"unstat:{type(error).__name__}:{row.video}"
+    doc = {
+        "qa": [qa.model_dump(mode="json") for qa in row.qa],
+        "clip_descriptions": row.clip_descriptions,
+        "file": file_id,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def row_identities(rows: Iterable[ManifestRow]) -> dict[str, str]:
+    return {row.video_id: row_identity(row) for row in rows}
 
 
 def error_reason(error: str) -> str:
@@ -121,15 +166,23 @@ def write_shard(
     shard_id: str | None = None,
     video_ids: Iterable[str] | None = None,
     settings_fingerprint: str = "",
+    identities: dict[str, str] | None = None,
+    failure: str = "",
 ) -> ShardManifest:
     """Write records to `path` and its manifest beside it, each atomically (parquet first).
 
     `video_ids` are the videos the shard is for (default: those of the records); `shard_id` defaults
     to the file's stem; `settings_fingerprint` is the annotation fingerprint of the settings the records
     were made with (`vidthinker.fingerprint.annotation_fingerprint`; '' = unknown, such a shard is stale
-    for every run that plans with a fingerprint).
+    for every run that plans with a fingerprint); `identities` the `row_identity` of each video.
+
+    With `failure` (why), the shard is written as failed: the manifest says `state: failed` and the
+    files go to `shards/_failed/` beside `path` (`failed_path`), where readers of records do not look,
+    and the next run redoes it. Writing a finished shard removes a failed attempt of it.
     """
     path = Path(path)
+    if failure:
+        path = failed_path(path)
     failed = [r for r in records if not r.ok]
     manifest = ShardManifest(
         shard=path.name,
@@ -143,11 +196,23 @@ def write_shard(
         content_hash=records_hash(records),
         video_ids=sorted(set(video_ids) if video_ids is not None else {r.video_id for r in records}),
         settings_fingerprint=settings_fingerprint,
+        state="failed" if failure else "finished",
+        failure=failure,
+        errors_by_class=error_class_counts(failed),
+        video_identity={v: i for v, i in sorted((identities or {}).items())},
     )
     table = to_table(records, VideoITGRecord)
     _atomic_write_bytes(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     _atomic_write_bytes(manifest_path(path), lambda tmp: Path(tmp).write_text(manifest.model_dump_json(indent=1)))
+    if not failure:  # a failed attempt of this shard is over: its records are superseded
+        for old in (failed_path(path), manifest_path(failed_path(path))):
+            old.unlink(missing_ok=True)
     return manifest
+
+
+def failed_path(shard: Path) -> Path:
+    """Where a failed attempt of shard file `shard` is kept: `shards/_failed/<name>`."""
+    return Path(shard).parent / FAILED_DIR / Path(shard).name
 
 
 def manifest_path(shard: Path) -> Path:
@@ -255,19 +320,37 @@ def is_stale(manifest: ShardManifest, fingerprint: str) -> bool:
     return not manifest.settings_fingerprint or manifest.settings_fingerprint != fingerprint
 
 
-def finished_shard(out_dir: str | Path, spec: ShardSpec, *, fingerprint: str | None) -> ShardManifest | None:
-    """The manifest of `spec`'s shard in run folder `out_dir` when it is finished, else None.
+ShardStateName = Literal["todo", "finished", "stale", "failed"]
 
-    Finished: parquet and manifest exist, the manifest names exactly the spec's videos, and the parquet's
-    row count equals the manifest's record count (read from the parquet footer, not the data); and, when
-    `fingerprint` is given, the manifest's settings fingerprint equals it (a stale shard is not finished
-    for this run; `fingerprint=None` says explicitly: made with any settings).
+
+@dataclass
+class ShardState:
+    """What a planned shard is in a run folder, decided by `shard_state` alone.
+
+    * `todo`: no usable shard file (never run, or interrupted before its manifest was renamed);
+    * `finished`: written, made with these settings and these rows, no transient error: skipped;
+    * `stale`: written, but with other settings (`reason == "settings"`: redone only with
+      `--redo-stale`, else `StaleShardsError`) or for rows that changed since (`"content"`: an
+      edited/added/removed question or a replaced video; redone);
+    * `failed`: the last attempt failed (too many transient errors, endpoint down: kept in
+      `shards/_failed/`), or the shard is written but holds transient error records (a rerun repairs
+      them), or holds model-reply errors and `retry_errors` asks for them again: redone.
     """
-    path = shard_file(out_dir, spec.shard_id)
+
+    state: ShardStateName
+    manifest: ShardManifest | None = None
+    reason: str = ""
+    changed: list[str] = field(default_factory=list)
+
+    @property
+    def redo(self) -> bool:
+        """Whether a run annotates the shard (settings-stale ones only with redo_stale)."""
+        return self.state in ("todo", "failed") or (self.state == "stale" and self.reason == "content")
+
+
+def _written_manifest(path: Path, video_ids: Sequence[str]) -> ShardManifest | None:
     manifest = read_shard_manifest(path)
-    if manifest is None or set(manifest.video_ids) != set(spec.video_ids):
-        return None
-    if fingerprint is not None and is_stale(manifest, fingerprint):
+    if manifest is None or set(manifest.video_ids) != set(video_ids):
         return None
     try:
         if pq.read_metadata(path).num_rows != manifest.records:
@@ -275,6 +358,87 @@ def finished_shard(out_dir: str | Path, spec: ShardSpec, *, fingerprint: str | N
     except (OSError, ValueError):  # truncated or not parquet (pyarrow raises ArrowInvalid, a ValueError)
         return None
     return manifest
+
+
+def reply_errors(manifest: ShardManifest) -> int:
+    """Permanent records whose model reply could not be used (`ModelReplyError`): `--retry-errors` asks again."""
+    return sum(n for key, n in manifest.errors_by_reason.items() if key.endswith(":ModelReplyError"))
+
+
+def shard_state(
+    out_dir: str | Path,
+    spec: ShardSpec,
+    *,
+    fingerprint: str | None,
+    identities: dict[str, str] | None = None,
+    retry_errors: bool = False,
+) -> ShardState:
+    """The one place that decides a planned shard's state in run folder `out_dir` (the CLI's planning,
+    both engines and the Airflow tasks call it).
+
+    Written: parquet and manifest exist, the manifest names exactly the spec's videos and the parquet's
+    row count (from its footer) equals the manifest's record count. Then, in this order: made with other
+    settings than `fingerprint` (None: any settings) → stale "settings"; a video whose `identities`
+    entry (`row_identity`; videos without one are not compared, nor are manifests written before
+    identities) differs from the manifest's → stale "content"; transient error records → failed;
+    model-reply errors with `retry_errors` → failed; else finished. Not written: a failed attempt in
+    `shards/_failed/` → failed, else todo.
+    """
+    path = shard_file(out_dir, spec.shard_id)
+    manifest = _written_manifest(path, spec.video_ids)
+    if manifest is not None and manifest.state == "finished":
+        if fingerprint is not None and is_stale(manifest, fingerprint):
+            return ShardState("stale", manifest, "settings")
+        if identities and manifest.video_identity:
+            changed = sorted(v for v in spec.video_ids
+                             if v in identities and manifest.video_identity.get(v) != identities[v])
+            if changed:
+                return ShardState("stale", manifest, "content", changed)
+        transient = manifest.errors_by_class.get("transient", 0)
+        if transient:
+            return ShardState("failed", manifest, f"holds {transient} transient error record(s)")
+        if retry_errors and reply_errors(manifest):
+            return ShardState("failed", manifest, f"holds {reply_errors(manifest)} model-reply error(s) (--retry-errors)")
+        return ShardState("finished", manifest)
+    attempt = read_shard_manifest(failed_path(path))
+    if attempt is not None and set(attempt.video_ids) == set(spec.video_ids):
+        return ShardState("failed", attempt, attempt.failure or "failed")
+    return ShardState("todo")
+
+
+def finished_shard(out_dir: str | Path, spec: ShardSpec, *, fingerprint: str | None,
+                   identities: dict[str, str] | None = None) -> ShardManifest | None:
+    """The manifest of `spec`'s shard in run folder `out_dir` when `shard_state` says finished, else None
+    (`fingerprint=None`: made with any settings)."""
+    state = shard_state(out_dir, spec, fingerprint=fingerprint, identities=identities)
+    return state.manifest if state.state == "finished" else None
+
+
+def written_shards(out_dir: str | Path) -> list[ShardManifest]:
+    """Every shard file in run folder `out_dir` whose manifest and parquet agree, whatever its state."""
+    found = []
+    folder = shards_dir(out_dir)
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("*.parquet" + MANIFEST_SUFFIX)):
+        shard = path.with_name(path.name.removesuffix(MANIFEST_SUFFIX))
+        manifest = read_shard_manifest(shard)
+        if manifest is None or not manifest.shard_id or not manifest.video_ids:
+            continue
+        if _written_manifest(shard, manifest.video_ids) is not None:
+            found.append(manifest)
+    return found
+
+
+def failed_attempts(out_dir: str | Path) -> list[ShardManifest]:
+    """The failed shard attempts kept in `shards/_failed/` (the shard itself may have been written since)."""
+    folder = shards_dir(out_dir) / FAILED_DIR
+    found = []
+    for path in sorted(folder.glob("*.parquet" + MANIFEST_SUFFIX)) if folder.is_dir() else []:
+        manifest = read_shard_manifest(path.with_name(path.name.removesuffix(MANIFEST_SUFFIX)))
+        if manifest is not None and manifest.shard_id and manifest.video_ids:
+            found.append(manifest)
+    return found
 
 
 def finished_shards(out_dir: str | Path, *, fingerprint: str | None) -> list[ShardManifest]:
@@ -306,13 +470,15 @@ def plan_run(
     """The shards for annotating `rows` into run folder `out_dir` with settings of `fingerprint`, resuming
     what is there.
 
-    First every finished shard in `out_dir` that holds at least one of the rows' videos, as it is (the
-    engines skip it); then `plan_shards` over the videos no finished shard holds. So a rerun after a
-    crash redoes only unfinished shards, and an incremental run over a grown manifest adds new shards
-    for the new videos only, never rewriting or duplicating finished ones. Finished shards of videos
-    no longer in `rows` are left alone and not part of the plan.
+    First every shard written in `out_dir` that holds at least one of the rows' videos, as it is (the
+    engines skip it when `shard_state` says finished, and redo it when failed or stale by content);
+    then the failed attempts in `shards/_failed/` of shards not written since, when the rows hold all
+    their videos (same id, redone); then `plan_shards` over the videos no shard holds. So a rerun after
+    a crash or a failed shard redoes only those shards, and an incremental run over a grown manifest
+    adds new shards for the new videos only, never rewriting or duplicating finished ones. Shards of
+    videos no longer in `rows` are left alone and not part of the plan.
 
-    A finished shard of the rows' videos made with another settings fingerprint (or none) is stale:
+    A written shard of the rows' videos made with another settings fingerprint (or none) is stale:
     `StaleShardsError` (nothing planned, nothing written), or with `redo_stale` it is planned again as it
     is (same id and videos; the engine overwrites it). A stale shard to redo must hold only videos of
     `rows` (its other videos could not be annotated again): otherwise StaleShardsError too.
@@ -322,7 +488,7 @@ def plan_run(
     done: list[ShardSpec] = []
     stale: list[ShardManifest] = []
     covered: set[str] = set()
-    found = finished_shards(out_dir, fingerprint=None)
+    found = written_shards(out_dir)
     fresh = [m for m in found if not is_stale(m, fingerprint)]
     old = [m for m in found if is_stale(m, fingerprint)]
     for manifest in fresh + old:  # a shard made with these settings wins over an overlapping stale one
@@ -341,5 +507,200 @@ def plan_run(
             f"--redo-stale cannot annotate them again: they also hold videos not in this run's manifest "
             f"(e.g. {partial[0].shard} holds {outside[:3]}). Run with the manifest that has those videos, "
             "or annotate into a new --out folder."))
+    for attempt in failed_attempts(out_dir):
+        ids = set(attempt.video_ids)
+        if ids <= wanted and not ids & covered:
+            done.append(ShardSpec(shard_id=attempt.shard_id, video_ids=attempt.video_ids))
+            covered |= ids
     todo = [row for row in rows if row.video_id not in covered]
     return done + plan_shards(todo, shard_size, prefix=prefix)
+
+
+# --------------------------------------------------------------------------- duplicate record ids
+
+
+class DuplicateRecordsError(ValueError):
+    """The same record id is in two shard files (two runs wrote one folder, or shards were copied in)."""
+
+
+DROP_REMEDY = "Pass --drop-duplicates to keep the first copy of each."
+MOVE_REMEDY = "Move one of the files out of the folder (or export with --drop-duplicates)."
+
+
+def check_duplicate_ids(paths: Sequence[str | Path], *, drop: bool = False,
+                        remedy: str = DROP_REMEDY) -> dict[Path, list[int]]:
+    """The one check `export`, `quality`, `publish` and `train` run over the shard files they read.
+
+    Without `drop`, a record id found in two files raises DuplicateRecordsError naming the id and both
+    files; with `drop`, returns what to leave out: path → row indexes (the first copy, in `paths` order,
+    is kept). Reads only the `id` column of each file."""
+    seen: dict[str, Path] = {}
+    found: dict[Path, list[int]] = {}
+    count = 0
+    first: tuple[str, Path, Path] | None = None
+    for path in map(Path, paths):
+        if path.suffix != ".parquet":
+            continue
+        try:
+            ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        except (OSError, KeyError, ValueError):
+            continue  # not a record shard: its reader reports it
+        for index, record_id in enumerate(ids):
+            if record_id in seen:
+                found.setdefault(path, []).append(index)
+                count += 1
+                first = first or (record_id, seen[record_id], path)
+            else:
+                seen[record_id] = path
+    if first and not drop:
+        record_id, a, b = first
+        raise DuplicateRecordsError(
+            f"record id {record_id!r} is in two shard files: {a} and {b} ({count} duplicate record(s) in all; "
+            f"two runs wrote one folder?). {remedy}"
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- one writer per run folder
+
+LOCK_NAME = ".vidthinker.lock"
+
+
+class FolderLocked(RuntimeError):
+    """Another live process writes this run folder."""
+
+
+class RunFolderLock:
+    """One writer per run folder: an exclusive `fcntl.flock` on `OUT/.vidthinker.lock`, whose text names
+    the holder (host, pid, start time, command).
+
+    The kernel drops a flock when its process dies, however it dies, so the lock of a dead process is
+    free: taking it finds the dead holder's text still there, which is logged as a warning (taken over).
+    The file is emptied, never deleted, on release (deleting would let two processes lock two different
+    files of the same name). `shared=True` takes a shared lock instead (the Airflow shard tasks of one
+    DAG run write one folder together; an exclusive `vidthinker annotate` then waits for none of them
+    and fails at once). Only the driver process holds it; Ray actors write shard files under it.
+    """
+
+    def __init__(self, out_dir: str | Path, *, command: str = "", shared: bool = False):
+        self.path = Path(out_dir) / LOCK_NAME
+        self.command = command
+        self.shared = shared
+        self._fd: int | None = None
+        self.took_over: str | None = None
+
+    def acquire(self) -> "RunFolderLock":
+        import datetime as dt
+        import fcntl
+        import logging
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise FolderLocked(
+                f"run folder {self.path.parent} is being written by another run: "
+                + (holder or "Airflow shard tasks (shared lock)")
+                + f"; wait for it to end (lock file {self.path})"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        if not self.shared:
+            previous = _read_holder(fd)
+            if previous:
+                self.took_over = previous
+                logging.getLogger(__name__).warning(
+                    "run folder %s: taking over the lock of a run that ended without releasing it (%s)",
+                    self.path.parent, previous)
+            text = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                               "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                               "command": self.command[:500]})
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, text.encode(), 0)
+        return self
+
+    def release(self) -> None:
+        import fcntl
+
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if not self.shared:
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "RunFolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    """'host H, pid P, since T: COMMAND' from a lock file's text ('' when empty or unreadable)."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode() or "null")
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    return (f"host {data.get('host')}, pid {data.get('pid')}, since {data.get('started')}"
+            + (f": {data['command']}" if data.get("command") else ""))
+
+
+def record_files(source: str | Path) -> list[Path]:
+    """The parquet record files a reader of `source` (a folder, or one file) takes: hidden and
+    underscore-prefixed files and folders (staging areas, failed shard attempts) left out."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        return []
+    return sorted(p for p in source.rglob("*.parquet")
+                  if not any(part.startswith((".", "_")) for part in p.relative_to(source).parts))
+
+
+@contextlib.contextmanager
+def unique_records_source(source: str | Path, *, drop: bool = False) -> Iterator[Path]:
+    """`source` itself when no record id is in two of its files; else DuplicateRecordsError (naming the
+    id and both files), or with `drop` a temporary folder of the same layout where each later copy is
+    left out (unaffected files linked, affected ones rewritten), removed on exit. For readers that take
+    a folder of shards (`vidthinker train`)."""
+    source = Path(source)
+    files = record_files(source)
+    dropped = check_duplicate_ids(files, drop=drop)
+    if not dropped:
+        yield source
+        return
+    import logging
+
+    logging.getLogger(__name__).warning("%s: leaving out %d duplicate record(s) (--drop-duplicates)", source,
+                                        sum(len(v) for v in dropped.values()))
+    root = Path(tempfile.mkdtemp(prefix=".dedup-", dir=None))
+    try:
+        for path in files:
+            target = root / (path.relative_to(source) if source.is_dir() else path.name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if path in dropped:
+                table = pq.read_table(path)
+                gone = set(dropped[path])
+                keep = [i for i in range(table.num_rows) if i not in gone]
+                import pyarrow as pa
+
+                pq.write_table(table.take(pa.array(keep, type=pa.int64())), target, compression="zstd")
+            else:
+                target.symlink_to(path.resolve())
+        yield root if source.is_dir() else root / source.name
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)

@@ -20,6 +20,7 @@ from vidthinker.annotate import run_annotation
 from vidthinker.cli import app
 from vidthinker.fingerprint import annotation_fingerprint
 from vidthinker.shards import (
+    LOCK_NAME,
     StaleShardsError,
     finished_shard,
     finished_shards,
@@ -62,7 +63,9 @@ def test_rerun_skips_finished_shards_and_calls_no_model(baseline, stub, tmp_path
 
 
 def files_of(folder) -> dict:
-    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file a run wrote, but the writer lock (taken and released by every run)."""
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != LOCK_NAME}
 
 
 def test_rerun_with_other_settings_stops_before_any_work_and_redo_stale_rewrites(baseline, stub, tmp_path, monkeypatch):

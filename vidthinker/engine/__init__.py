@@ -6,10 +6,15 @@ the same files; they differ only in where and how many at once::
     run_shards(specs, rows, out_dir, settings, engine="local" | "ray", ray_address=None,
                on_shard_done=None, on_video_done=None) -> RunSummary
 
-* Finished shards (`vidthinker.shards.finished_shard`) made with the run's settings (same annotation
-  fingerprint, `vidthinker.fingerprint`) are skipped and reported, never rewritten. A finished shard made
-  with other settings (stale) stops the run with `StaleShardsError` before any shard is annotated, unless
-  `engine.redo_stale` is set: then it is annotated again and overwritten.
+* What a shard is (todo / finished / stale / failed) is decided by `vidthinker.shards.shard_state` alone.
+  Finished shards (made with the run's settings, same annotation fingerprint, `vidthinker.fingerprint`,
+  for the same rows, no transient errors) are skipped and reported, never rewritten. Failed shards and
+  shards whose rows changed (stale by content) are redone. A shard made with other settings (stale)
+  stops the run with `StaleShardsError` before any shard is annotated, unless `engine.redo_stale` is set:
+  then it is annotated again and overwritten. A shard to redo that holds videos the rows leave out is
+  skipped as it is (it cannot be annotated again without them).
+* A shard whose transient-error share exceeds `annotate.max_transient_error_share`, or whose endpoint
+  went down, is reported failed (status "failed", with its summary; its records in `shards/_failed/`).
 * `local`: one `ShardAnnotator` for the whole run (models opened once), shards one after another.
 * `ray`: `engine.workers` actors (`ShardWorker`, `engine.cpus_per_worker` CPUs each), each opening the
   stage models once; the driver hands each idle actor the next shard and streams per-video progress back.
@@ -36,7 +41,7 @@ from pydantic import BaseModel
 from vidthinker.annotate import RunSummary, VideoCallback, merge_summaries
 from vidthinker.config import Settings
 from vidthinker.schema import ManifestRow
-from vidthinker.shards import ShardManifest, ShardSpec, StaleShardsError, finished_shard, is_stale
+from vidthinker.shards import ShardManifest, ShardSpec, StaleShardsError, row_identities, shard_state
 
 __all__ = ["Engine", "EngineUnavailable", "ShardResult", "run_shards"]
 
@@ -54,6 +59,17 @@ class ShardResult(BaseModel):
     error: str | None = None
     worker: str | None = None
     attempts: int = 0
+    transient: bool = False  # failed for a transient reason (endpoint down, transient errors): a rerun redoes it
+
+
+def result_of(spec: ShardSpec, summary: RunSummary, worker: str | None, attempts: int) -> ShardResult:
+    """The ShardResult of a shard `ShardAnnotator.annotate` returned: written, or failed transiently."""
+    manifest = summary.shards[0]
+    if manifest.state == "failed":
+        return ShardResult(shard_id=spec.shard_id, status="failed", videos=len(spec.video_ids), attempts=attempts,
+                           manifest=manifest, summary=summary, worker=worker, error=manifest.failure, transient=True)
+    return ShardResult(shard_id=spec.shard_id, status="written", videos=len(spec.video_ids), attempts=attempts,
+                       manifest=manifest, summary=summary, worker=worker)
 
 
 ShardCallback = Callable[[ShardResult], None]
@@ -98,6 +114,7 @@ def run_shards(
     on_shard_done: ShardCallback | None = None,
     on_video_done: VideoCallback | None = None,
     run_id: str | None = None,
+    retry_errors: bool = False,
 ) -> RunSummary:
     """Annotate every unfinished shard of `specs` into `out_dir/shards/` and return one summary.
 
@@ -115,17 +132,22 @@ def run_shards(
     run_id = run_id or uuid.uuid4().hex[:12]
     started = time.perf_counter()
     fingerprint = annotation_fingerprint(settings)
+    identities = row_identities(rows)
     todo: list[ShardSpec] = []
     skipped: list[ShardManifest] = []
     stale: list[ShardManifest] = []
     for spec in specs:
-        manifest = finished_shard(out_dir, spec, fingerprint=None)
-        if manifest is None or is_stale(manifest, fingerprint):
+        state = shard_state(out_dir, spec, fingerprint=fingerprint, identities=identities, retry_errors=retry_errors)
+        if state.state == "stale" and state.reason == "settings":
+            stale.append(state.manifest)
             todo.append(spec)
-            if manifest is not None:
-                stale.append(manifest)
-            continue
-        skipped.append(manifest)
+        elif state.redo and state.state != "todo" and state.manifest is not None and state.manifest.state == "finished" \
+                and not set(spec.video_ids) <= identities.keys():
+            skipped.append(state.manifest)  # cannot redo without all its rows (a rerun with a smaller --limit)
+        elif state.redo:
+            todo.append(spec)
+        else:
+            skipped.append(state.manifest)
     if stale and not settings.engine.redo_stale:
         raise StaleShardsError(out_dir, stale, fingerprint)
     by_id = rows_for(specs, rows, to_run=todo)
@@ -144,7 +166,8 @@ def run_shards(
         if engine == "local":
             from vidthinker.engine.local import run_local
 
-            results = run_local(todo, by_id, out_dir, settings, run_id=run_id, on_shard_done=on_shard_done, on_video_done=on_video_done)
+            results = run_local(todo, by_id, out_dir, settings, run_id=run_id, on_shard_done=on_shard_done,
+                                on_video_done=on_video_done, identities=identities)
             workers = 1
         else:
             try:
@@ -153,13 +176,14 @@ def run_shards(
                 raise EngineUnavailable(f"engine 'ray' needs Ray ({error}); install it: pip install 'vidthinker[ray]'") from None
             try:
                 results, workers = run_ray(todo, by_id, out_dir, settings, run_id=run_id, address=ray_address,
-                                           on_shard_done=on_shard_done, on_video_done=on_video_done)
+                                           on_shard_done=on_shard_done, on_video_done=on_video_done, identities=identities)
             except ConnectionError as error:
                 raise EngineUnavailable(str(error)) from None
     written = [r for r in results if r.status == "written"]
     return merge_summaries(
-        run_id, [r.summary for r in written if r.summary is not None], skipped, time.perf_counter() - started,
+        run_id, [r.summary for r in results if r.summary is not None], skipped, time.perf_counter() - started,
         engine=engine, workers=workers,
         failed={r.shard_id: r.error or "failed" for r in results if r.status == "failed"},
         shard_workers={r.shard_id: r.worker or "" for r in written}, settings_fingerprint=fingerprint,
+        transient_failed=[r.shard_id for r in results if r.status == "failed" and r.transient],
     )

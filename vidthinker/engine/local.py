@@ -8,29 +8,37 @@ from pathlib import Path
 
 from vidthinker.annotate import ShardAnnotator, VideoCallback, default_cache_dir
 from vidthinker.config import Settings
-from vidthinker.engine import ShardCallback, ShardResult, local_worker_label
+from vidthinker.engine import ShardCallback, ShardResult, local_worker_label, result_of
 from vidthinker.models import ModelUnavailable
+from vidthinker.preflight import describe_error
 from vidthinker.schema import ManifestRow
 from vidthinker.shards import ShardSpec, shard_file
 
 
-async def _run(todo, by_id, out_dir, settings, run_id, on_shard_done, on_video_done) -> list[ShardResult]:
+async def _run(todo, by_id, out_dir, settings, run_id, on_shard_done, on_video_done, identities) -> list[ShardResult]:
     results = []
     label = local_worker_label()
+    down = ""
     async with ShardAnnotator(settings, default_cache_dir(settings, out_dir)) as worker:
         for spec in todo:
             rows = [by_id[v] for v in spec.video_ids]
-            try:
-                summary = await worker.annotate(rows, shard_file(out_dir, spec.shard_id), run_id=run_id,
-                                                shard_id=spec.shard_id, on_video_done=on_video_done)
-            except ModelUnavailable:
-                raise
-            except Exception as error:  # noqa: BLE001 - report the shard, go on with the others
-                result = ShardResult(shard_id=spec.shard_id, status="failed", videos=len(rows), attempts=1,
-                                     error=f"{type(error).__name__}: {error}", worker=label)
+            if down:  # the endpoint went down in an earlier shard: do not burn this one too
+                result = ShardResult(shard_id=spec.shard_id, status="failed", videos=len(rows), attempts=0,
+                                     error=f"not started: {down}", worker=label, transient=True)
             else:
-                result = ShardResult(shard_id=spec.shard_id, status="written", videos=len(rows), attempts=1,
-                                     manifest=summary.shards[0], summary=summary, worker=label)
+                try:
+                    summary = await worker.annotate(rows, shard_file(out_dir, spec.shard_id), run_id=run_id,
+                                                    shard_id=spec.shard_id, on_video_done=on_video_done,
+                                                    identities=identities)
+                except ModelUnavailable:
+                    raise
+                except Exception as error:  # noqa: BLE001 - report the shard, go on with the others
+                    result = ShardResult(shard_id=spec.shard_id, status="failed", videos=len(rows), attempts=1,
+                                         error=describe_error(error, path=shard_file(out_dir, spec.shard_id)), worker=label)
+                else:
+                    result = result_of(spec, summary, label, 1)
+                    if result.status == "failed" and (result.error or "").startswith("endpoint down"):
+                        down = f"the endpoint went down in shard {spec.shard_id}"
             results.append(result)
             if on_shard_done is not None:
                 on_shard_done(result)
@@ -46,5 +54,6 @@ def run_local(
     run_id: str,
     on_shard_done: ShardCallback | None = None,
     on_video_done: VideoCallback | None = None,
+    identities: dict[str, str] | None = None,
 ) -> list[ShardResult]:
-    return asyncio.run(_run(todo, by_id, out_dir, settings, run_id, on_shard_done, on_video_done))
+    return asyncio.run(_run(todo, by_id, out_dir, settings, run_id, on_shard_done, on_video_done, identities))

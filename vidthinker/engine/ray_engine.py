@@ -33,7 +33,7 @@ from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 
 from vidthinker.annotate import ShardAnnotator, VideoCallback, default_cache_dir
 from vidthinker.config import Settings
-from vidthinker.engine import EngineUnavailable, ShardCallback, ShardResult
+from vidthinker.engine import EngineUnavailable, ShardCallback, ShardResult, result_of
 from vidthinker.models import ModelUnavailable
 from vidthinker.preflight import describe_error
 from vidthinker.schema import ManifestRow
@@ -74,7 +74,8 @@ class ShardWorker:
                 self._annotator = annotator
         return self._annotator
 
-    async def run_shard(self, spec: ShardSpec, rows: list[ManifestRow], out_dir: str, run_id: str, send_records: bool):
+    async def run_shard(self, spec: ShardSpec, rows: list[ManifestRow], out_dir: str, run_id: str, send_records: bool,
+                        identities: dict[str, str] | None = None):
         """Annotate one shard; yields ("video", video_id, records | None) per video, then ("done", summary, label)."""
         annotator = await self._open()
         events: asyncio.Queue = asyncio.Queue()
@@ -83,7 +84,8 @@ class ShardWorker:
             events.put_nowait(("video", row.video_id, records if send_records else None))
 
         work = asyncio.ensure_future(annotator.annotate(
-            rows, shard_file(out_dir, spec.shard_id), run_id=run_id, shard_id=spec.shard_id, on_video_done=video_done
+            rows, shard_file(out_dir, spec.shard_id), run_id=run_id, shard_id=spec.shard_id, on_video_done=video_done,
+            identities=identities,  # computed by the driver (the one place that plans): the same files it saw
         ))
         try:
             while not work.done() or not events.empty():
@@ -238,7 +240,8 @@ def _cause(error: RayTaskError) -> BaseException:
     return cause if isinstance(cause, BaseException) else error
 
 
-async def _drive(actors, todo, by_id, out_dir, settings, run_id, on_shard_done, on_video_done) -> list[ShardResult]:
+async def _drive(actors, todo, by_id, out_dir, settings, run_id, on_shard_done, on_video_done,
+                 identities=None) -> list[ShardResult]:
     max_attempts = settings.engine.max_shard_attempts
     queue: deque[ShardSpec] = deque(todo)
     attempts: dict[str, int] = {}
@@ -273,7 +276,8 @@ async def _drive(actors, todo, by_id, out_dir, settings, run_id, on_shard_done, 
             running += 1
             died = False
             try:
-                stream = actor.run_shard.remote(spec, rows, str(out_dir), run_id, on_video_done is not None)
+                ids = {v: identities[v] for v in spec.video_ids if v in (identities or {})}
+                stream = actor.run_shard.remote(spec, rows, str(out_dir), run_id, on_video_done is not None, ids)
                 async for ref in stream:
                     event = await ref
                     if event[0] == "video":
@@ -284,9 +288,7 @@ async def _drive(actors, todo, by_id, out_dir, settings, run_id, on_shard_done, 
                                 on_video_done(by_id[video_id], records or [])
                         continue
                     _, summary, label = event
-                    result = ShardResult(shard_id=spec.shard_id, status="written", videos=len(rows),
-                                         attempts=attempts[spec.shard_id], manifest=summary.shards[0],
-                                         summary=summary, worker=label)
+                    result = result_of(spec, summary, label, attempts[spec.shard_id])
                     results[spec.shard_id] = result
                     if on_shard_done is not None:
                         on_shard_done(result)
@@ -323,6 +325,7 @@ def run_ray(
     address: str | None = None,
     on_shard_done: ShardCallback | None = None,
     on_video_done: VideoCallback | None = None,
+    identities: dict[str, str] | None = None,
 ) -> tuple[list[ShardResult], int]:
     """Run the shards on Ray; returns their results and the number of actors used."""
     by_id = {video_id: _absolute_video(row) for video_id, row in by_id.items()}
@@ -338,7 +341,8 @@ def run_ray(
         )
         cache_dir = str(Path(os.path.abspath(default_cache_dir(settings, out_dir))))
         actors = [worker_cls.remote(settings, cache_dir, env) for _ in range(n)]
-        results = asyncio.run(_drive(actors, list(todo), by_id, out_dir, settings, run_id, on_shard_done, on_video_done))
+        results = asyncio.run(_drive(actors, list(todo), by_id, out_dir, settings, run_id, on_shard_done, on_video_done,
+                                     identities))
         return results, n
     finally:
         _close(actors)

@@ -249,7 +249,8 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
     """Annotate one planned shard on the engine (skipped when a finished shard is already there)."""
     from vidthinker.fingerprint import annotation_fingerprint
     from vidthinker.orchestration.endpoint import Endpoint
-    from vidthinker.orchestration.runner import finished_shard, run_one_shard, shard_file
+    from vidthinker.orchestration.runner import run_one_shard, shard_file
+    from vidthinker.shards import RunFolderLock, row_identities, shard_state
 
     p = run_params(params)
     key = run_key(run_id)
@@ -260,8 +261,12 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
     result_path = directory / "results" / f"{spec.shard_id}.json"
     endpoint = endpoint or Endpoint()
     settings = settings_for_run(p, endpoint.overrides)
-    # skipped only when made with these settings; a stale one makes run_shards raise StaleShardsError
-    existing = finished_shard(p.out_dir, spec, fingerprint=annotation_fingerprint(settings))
+    wanted = set(spec.video_ids)
+    rows = [r for r in _read_pending(directory) if r.video_id in wanted]
+    # shard_state decides (the one place): skipped only when finished with these settings and these rows;
+    # a settings-stale one makes run_shards raise StaleShardsError; a failed or content-stale one is redone
+    state = shard_state(p.out_dir, spec, fingerprint=annotation_fingerprint(settings), identities=row_identities(rows))
+    existing = state.manifest if state.state == "finished" else None
     if existing is not None:
         log.info("shard %s already finished (%d records): nothing to do", spec.shard_id, existing.records)
         result = {"shard_id": spec.shard_id, "skipped": True, "records": existing.records, "ok": existing.ok,
@@ -269,14 +274,15 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
         if result_path.is_file():  # keep the timing of the attempt that did the work
             result = {**json.loads(result_path.read_text()), "skipped": True}
         return result
-    wanted = set(spec.video_ids)
-    rows = [r for r in _read_pending(directory) if r.video_id in wanted]
     from vidthinker.orchestration.progress import ShardProgress, describe_models
 
     progress = ShardProgress(spec.shard_id, len(rows))  # a line per video, a WARNING summary of failures
     log.info("shard %s: %d videos, engine=%s%s, %s (settings from %s)", spec.shard_id, len(rows), p.engine,
              f" ray_address={p.ray_address}" if p.ray_address else "", describe_models(settings), endpoint.source)
-    with endpoint.api_key_in_environment():
+    # shared: the DAG's shard tasks write the folder together; a `vidthinker annotate` there (exclusive)
+    # makes this task fail at once with FolderLocked naming it, and Airflow's retries try again later
+    with RunFolderLock(p.out_dir, command=f"airflow shard task {spec.shard_id}", shared=True), \
+            endpoint.api_key_in_environment():
         try:
             summary, engine_s = run_one_shard(spec, rows, p.out_dir, settings, engine=p.engine,
                                               ray_address=p.ray_address, run_id=key, on_video_done=progress.video_done)
@@ -291,6 +297,7 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
         "ok": summary.ok,
         "errors": summary.errors,
         "errors_by_stage": summary.errors_by_stage,
+        "errors_by_class": summary.errors_by_class,
         "calls": summary.calls,
         "tokens": summary.tokens,
         "engine": p.engine,
