@@ -51,7 +51,7 @@ def test_dag_test_publishes_to_the_stub_hub(airflow_db, hub, demo, tmp_path):
     assert hub.state.repos[("dataset", repo)].tags.keys() == {"v1"}
     (ti,) = run.get_task_instances()
     summary = ti.xcom_pull(task_ids="publish")
-    assert summary["status"] == "published" and summary["tag"] == "v1" and summary["counts"] == {"upload": 4}
+    assert summary["status"] == "published" and summary["tag"] == "v1" and summary["counts"] == {"upload": 3}
     assert Path(summary["layout"]).is_dir()
 
 
