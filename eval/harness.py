@@ -169,7 +169,8 @@ def write_predictions(
     is the selector's Top-``k`` ordered by score, highest first (ties: earlier frame first), NOT by time: the
     VideoITG wrappers take ``index[:num_frame]`` and sort it, so any ``num_frame <= k`` gets the
     ``num_frame`` best frames (a uniform selection's scores are coarse to fine, so its prefixes stay
-    spread). Items without scores are left out (the readers fall back to uniform sampling for them)."""
+    spread). Items without scores are left out (the readers fall back to uniform sampling for them);
+    ``doc_ids.jsonl`` lists every item."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results, indices, docs = [], [], []
@@ -179,6 +180,7 @@ def write_predictions(
         if row in seen:
             raise ValueError(f"{item.doc_id}: lmms-eval doc_id {row} given to two questions")
         seen.add(row)
+        docs.append(json.dumps(doc_id_line(item)))
         sc = by_doc.get(item.doc_id)
         if sc is None or sc.scores is None:
             continue
@@ -201,7 +203,6 @@ def write_predictions(
         best_first = sorted(chosen, key=lambda g: (-by_id.get(g, float("-inf")), g))
         ordered = list(dict.fromkeys(store.frame_indices(sc.video, best_first)))
         indices.append(json.dumps({"doc_id": row, "index": ordered}))
-        docs.append(json.dumps(doc_id_line(item)))
     _atomic_lines(out_dir / "results.jsonl", results)
     _atomic_lines(out_dir / "frame_indices.jsonl", indices)
     _atomic_lines(out_dir / "doc_ids.jsonl", docs)

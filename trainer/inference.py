@@ -14,7 +14,8 @@ ORIGINAL video frame indices. Samplings:
 
     results.jsonl        {"doc_id", "video_path", "index": [frame ids by score desc], "logits": [2-dp scores]}
     frame_indices.jsonl  {"doc_id", "index": [Top-K frame ids by score desc]}
-    doc_ids.jsonl        {"doc_id", "video_id", "qa_id", "video"}: what each integer doc_id stands for
+    doc_ids.jsonl        {"doc_id", "video_id", "qa_id", "video"}: what each integer doc_id stands for (every
+                         question read, by doc_id, also those of videos that failed)
 
 ``doc_id`` is lmms-eval's: an integer, the question's position in the evaluation split (for a benchmark
 file, its row; for a VidThinker manifest, its position in manifest order). The wrappers in NVlabs/VideoITG's
@@ -439,7 +440,6 @@ def select_manifest(
             ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool,
             tmp_results.open("w") as results,
             tmp_indices.open("w") as indices,
-            tmp_docs.open("w") as docs,
         ):
             pending: OrderedDict[int, Future] = OrderedDict()
             for i in range(min(len(jobs), max(1, prefetch))):
@@ -469,13 +469,15 @@ def select_manifest(
                     indices.write(
                         json.dumps(frame_indices_line(query.doc_id, plan.video_frame_ids, sc, k)) + "\n"
                     )
-                    docs.write(json.dumps(doc_id_line(job.video, query)) + "\n")
                     report.queries += 1
                 report.videos += 1
                 if bar is not None:
                     bar.update(task, advance=1)
         os.replace(tmp_results, report.results)
         os.replace(tmp_indices, report.frame_indices)
+        # every question of the split (a failed video's too): what each integer doc_id stands for
+        every = sorted(((q.doc_id, job.video, q) for job in jobs for q in job.queries), key=lambda x: x[0])
+        tmp_docs.write_text("".join(json.dumps(doc_id_line(video, q)) + "\n" for _, video, q in every))
         os.replace(tmp_docs, report.doc_ids)
     finally:
         if bar is not None:

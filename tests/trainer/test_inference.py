@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,6 +175,9 @@ def test_a_bad_video_is_reported_not_fatal(tmp_path, selector, video30):
         json.loads(x)["doc_id"] for x in (tmp_path / "out" / "frame_indices.jsonl").read_text().splitlines()
     ] == [2]
     assert (tmp_path / "out" / "errors.jsonl").is_file()
+    # doc_ids.jsonl names every question read, the failed video's too (its doc falls back to uniform)
+    docs = [json.loads(x) for x in (tmp_path / "out" / "doc_ids.jsonl").read_text().splitlines()]
+    assert [(d["doc_id"], Path(d["video"]).name) for d in docs] == [(1, "broken.mp4"), (2, video30.name)]
 
 
 def test_trained_checkpoint_reloads_to_identical_scores(trained_checkpoint, video30):
