@@ -271,3 +271,84 @@ def test_duplicate_record_ids_are_refused_or_dropped(baseline, stub, synthetic_s
     assert kept.exit_code == 0, kept.output
     exported = json.loads((tmp_path / "x.json").read_text())
     assert len({r["id"] for r in exported}) == len(exported) == len(baseline.ids)
+
+
+def test_retry_errors_asks_model_reply_errors_again(baseline, stub, synthetic_set, tmp_path):
+    out = tmp_path / "run"
+    scripted = stub.state.responder
+    questions = [q.question for r in baseline.rows for q in r.qa]
+    target = next(q for q in questions if sum(q in other for other in questions) == 1)  # asked once
+    # the model answers one question with prose, also on the repair retry: a permanent reply error
+    stub.state.responder = lambda body: "no JSON here" if target in json.dumps(body) else scripted(body)
+    try:
+        code, output, first = annotate(synthetic_set, out, stub.base_url)
+    finally:
+        stub.state.responder = scripted
+    assert code == 0, output  # permanent errors never fail a run
+    assert first["errors_by_class"] == {"permanent": 1}
+    before = stub.count
+    assert annotate(synthetic_set, out, stub.base_url)[0] == 0 and stub.count == before  # kept without the flag
+    code, output, again = annotate(synthetic_set, out, stub.base_url, "--retry-errors")
+    assert code == 0, output
+    assert stub.count - before == 1  # only the failed call is asked again; the shard's good ones replay
+    assert again["repaired"] == {"permanent": 1} and not again["errors_by_class"]
+    assert dataset_hash(out) == baseline.hash
+
+
+def test_airflow_shard_task_fails_on_a_transient_shard_and_leaves_no_finished_shard(baseline, stub, proxy, tmp_path):
+    from tests.engine.conftest import settings_for
+    from vidthinker.orchestration.runner import ShardFailed, run_one_shard
+
+    out = tmp_path / "run"
+    spec = plan_shards(baseline.rows, 3)[0]
+    proxy.configure(outage_after=2)
+    with pytest.raises(ShardFailed, match="transient"):
+        run_one_shard(spec, baseline.rows, out, settings_for(proxy.base_url, "models.timeout_s=1.5"), engine="local")
+    assert not list(shards_dir(out).glob("*.parquet"))  # validation finds it missing: the ledger does not take it
+    assert shard_state(out, spec, fingerprint=None).state == "failed"
+
+
+def test_endpoint_down_stops_dispatching_new_videos():
+    """The pipeline's side, without a server: after a video fails with EndpointDown, no video starts."""
+    import asyncio
+    import datetime as dt
+
+    from vidthinker.pipeline import annotate_rows
+    from vidthinker.schema import ManifestRow, Provenance, QAPair, VideoITGRecord
+
+    rows = [ManifestRow(video_id=f"v{i}", video=f"/nowhere/v{i}.mp4", qa=[QAPair(qa_id="q", question="?")])
+            for i in range(5)]
+    started = []
+
+    class Annotator:
+        async def annotate(self, row):
+            started.append(row.video_id)
+            return self._all_failed(row, "retrieve", "EndpointDown: endpoint down", transient=True)
+
+        def _all_failed(self, row, stage, message, *, transient=False):
+            provenance = Provenance(pipeline_version="t", clip_seconds=5, grid_fps=1, created_at=dt.datetime.now(dt.UTC))
+            return [VideoITGRecord(id=f"{row.video_id}/q", video=row.video, question="?", answer="", error=message,
+                                   error_stage=stage, error_class="transient" if transient else "permanent",
+                                   video_id=row.video_id, qa_id="q", provenance=provenance)]
+
+    left: list = []
+    records = asyncio.run(annotate_rows(Annotator(), rows, videos_in_flight=1, undispatched=left))
+    assert started == ["v0"] and [r.video_id for r in left] == ["v1", "v2", "v3", "v4"]
+    assert [r.video_id for r in records] == ["v0"]  # no burned records for the videos not started
+
+
+def test_shards_written_before_error_classes_still_read(tmp_path):
+    import pyarrow.parquet as pq
+
+    from tests.engine.conftest import read_dataset as read_all  # noqa: F401
+    from vidthinker.schema import VideoITGRecord, read_parquet, to_table
+    import datetime as dt
+    from vidthinker.schema import Provenance
+
+    provenance = Provenance(pipeline_version="t", clip_seconds=5, grid_fps=1, created_at=dt.datetime.now(dt.UTC))
+    record = VideoITGRecord(id="v/q", video="v.mp4", question="?", answer="", error="CorruptVideo: x",
+                            error_stage="decode", video_id="v", qa_id="q", provenance=provenance)
+    table = to_table([record], VideoITGRecord).drop_columns(["error_class"])
+    pq.write_table(table, tmp_path / "old.parquet")
+    (read,) = read_parquet(tmp_path / "old.parquet", VideoITGRecord)
+    assert read.error == "CorruptVideo: x" and read.error_class is None
