@@ -601,7 +601,11 @@ def read_prediction_lines(path: str | Path) -> PredictionLines:
             except json.JSONDecodeError:
                 skipped[SKIP_NOT_JSON] += 1
                 continue
-            if not isinstance(record, dict) or "doc_id" not in record or not isinstance(record.get("index"), list):
+            if (
+                not isinstance(record, dict)
+                or "doc_id" not in record
+                or not isinstance(record.get("index"), list)
+            ):
                 skipped[SKIP_NO_FIELDS] += 1
                 continue
             try:

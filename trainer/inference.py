@@ -266,7 +266,9 @@ def detect_kind(manifest: str | Path, benchmark: str = "auto") -> str:
         return "manifest"
     if benchmark != "auto":
         if benchmark not in ADAPTERS:
-            raise ValueError(f"unknown benchmark {benchmark!r}; choose from auto, manifest, {', '.join(ADAPTERS)}")
+            raise ValueError(
+                f"unknown benchmark {benchmark!r}; choose from auto, manifest, {', '.join(ADAPTERS)}"
+            )
         return benchmark
     try:
         first = read_records(manifest)[:1]
@@ -361,7 +363,9 @@ def _generic_jobs(rows: list[dict[str, Any]], manifest: Path) -> list[VideoJob]:
     return list(jobs.values())
 
 
-def result_line(doc_id: int, video_path: str, frame_ids: Sequence[int], scores: Sequence[float]) -> dict[str, Any]:
+def result_line(
+    doc_id: int, video_path: str, frame_ids: Sequence[int], scores: Sequence[float]
+) -> dict[str, Any]:
     ranked, ranked_scores = rank_frames(frame_ids, scores)
     return {
         "doc_id": doc_id,
@@ -371,7 +375,9 @@ def result_line(doc_id: int, video_path: str, frame_ids: Sequence[int], scores: 
     }
 
 
-def frame_indices_line(doc_id: int, frame_ids: Sequence[int], scores: Sequence[float], k: int) -> dict[str, Any]:
+def frame_indices_line(
+    doc_id: int, frame_ids: Sequence[int], scores: Sequence[float], k: int
+) -> dict[str, Any]:
     """Top-K best first: a reader taking ``index[:n]`` (then sorting) gets the n best frames."""
     return {"doc_id": doc_id, "index": best_k(frame_ids, scores, k)}
 
@@ -416,7 +422,9 @@ def select_manifest(
     jobs = read_queries(manifest, benchmark, video_root=video_root)
     if limit is not None:
         jobs = jobs[:limit]
-    report = SelectReport(out_dir / "results.jsonl", out_dir / "frame_indices.jsonl", out_dir / "doc_ids.jsonl")
+    report = SelectReport(
+        out_dir / "results.jsonl", out_dir / "frame_indices.jsonl", out_dir / "doc_ids.jsonl"
+    )
     tmp_results = report.results.with_name(f".{report.results.name}.tmp")
     tmp_indices = report.frame_indices.with_name(f".{report.frame_indices.name}.tmp")
     tmp_docs = report.doc_ids.with_name(f".{report.doc_ids.name}.tmp")

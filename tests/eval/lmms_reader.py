@@ -36,7 +36,9 @@ class LmmsFrameReader:
             except json.JSONDecodeError:
                 self.skipped += 1
                 continue
-            if not (isinstance(record, dict) and "doc_id" in record and isinstance(record.get("index"), list)):
+            if not (
+                isinstance(record, dict) and "doc_id" in record and isinstance(record.get("index"), list)
+            ):
                 self.skipped += 1
                 continue
             try:

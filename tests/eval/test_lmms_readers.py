@@ -14,15 +14,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from eval.benchmarks import load_items, read_records  # noqa: E402
-from eval.evaluate import evaluate  # noqa: E402
-from eval.frames import FrameStore  # noqa: E402
-from eval.selectors import PredictionsSelector, rank_ids, read_prediction_lines  # noqa: E402
-from tests.eval import benchmark_files  # noqa: E402
-from tests.eval.lmms_reader import LmmsFrameReader  # noqa: E402
-from tests.trainer.conftest import write_index_video  # noqa: E402
-from trainer import _video  # noqa: E402
-from trainer.inference import Selector, select_manifest  # noqa: E402
+from eval.benchmarks import load_items, read_records
+from eval.evaluate import evaluate
+from eval.frames import FrameStore
+from eval.selectors import PredictionsSelector, rank_ids, read_prediction_lines
+from tests.eval import benchmark_files
+from tests.eval.lmms_reader import LmmsFrameReader
+from tests.trainer.conftest import write_index_video
+from trainer import _video
+from trainer.inference import Selector, select_manifest
 
 K = 4
 NUM_FRAMES = (1, 2, K, K + 3)  # the Video-LLM's num_frame: below, at and above K
@@ -99,7 +99,9 @@ def test_select_command_with_benchmark_and_video_root(tmp_path, two_videos, tiny
     assert summary["queries"] == 4 and summary["doc_ids"].endswith("doc_ids.jsonl")
     reader = LmmsFrameReader(tmp_path / "out" / "frame_indices.jsonl")
     # CG-Bench qids are numbers too (3, 2, 1, 0 here); the ids written are the rows
-    docs = {json.loads(x)["doc_id"]: json.loads(x)["qa_id"] for x in (tmp_path / "out" / "doc_ids.jsonl").open()}
+    docs = {
+        json.loads(x)["doc_id"]: json.loads(x)["qa_id"] for x in (tmp_path / "out" / "doc_ids.jsonl").open()
+    }
     assert docs == {0: "3", 1: "2", 2: "1", 3: "0"} and set(reader.by_doc) == {0, 1, 2, 3}
 
 

@@ -102,7 +102,9 @@ def test_manifest_outputs_match_lmms_eval_formats(tmp_path, selector, synthetic_
     assert len(results) == len(indices) == n_queries
     doc_ids = [r["doc_id"] for r in results]
     # lmms-eval doc ids: the questions' positions in manifest order
-    assert doc_ids == [q.doc_id for j in jobs for q in j.queries] and doc_ids == [i["doc_id"] for i in indices]
+    assert doc_ids == [q.doc_id for j in jobs for q in j.queries] and doc_ids == [
+        i["doc_id"] for i in indices
+    ]
     assert sorted(doc_ids) == list(range(n_queries))
     docs = [json.loads(line) for line in (tmp_path / "out" / "doc_ids.jsonl").read_text().splitlines()]
     from vidthinker.formats import read_manifest
@@ -151,7 +153,9 @@ def test_generic_rows_keep_int_doc_ids(tmp_path, selector, video30):
 def test_generic_rows_need_integer_unique_doc_ids(tmp_path, video30):
     def write(rows):
         path = tmp_path / "rows.jsonl"
-        path.write_text("".join(json.dumps({"video_path": str(video30), "question": "q", **r}) + "\n" for r in rows))
+        path.write_text(
+            "".join(json.dumps({"video_path": str(video30), "question": "q", **r}) + "\n" for r in rows)
+        )
         return path
 
     with pytest.raises(ValueError, match=r"rows.jsonl row 1: doc_id '001-1' is not an integer"):
