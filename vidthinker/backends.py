@@ -17,7 +17,7 @@ from vidthinker.models import ChatModel
 from vidthinker.models.cache import CachedChatModel, RequestCache
 from vidthinker.models.openai_compat import OpenAICompatChat, OpenAIEndpoint
 from vidthinker.pipeline import StageModels
-from vidthinker.serving import RequestShape, needed_context
+from vidthinker.serving import RequestShape, endpoint_needs
 
 # llama.cpp's server runs one sequence at a time by default: more in flight only queues.
 OFFLINE_IN_FLIGHT = 2
@@ -80,8 +80,7 @@ async def open_stage_models(settings: ModelSettings, cache_dir: Path, *, need_ca
                         stages_of.setdefault(name, []).append(stage)
 
                 def serving(name: str) -> dict:
-                    need = needed_context(shapes, stages_of.get(name, []))
-                    return {"needed_context": need[0], "needed_context_why": need[1]} if need else {}
+                    return endpoint_needs(shapes, stages_of.get(name, []))
 
                 captioner = cached(_endpoint(settings, settings.base_url, settings.caption_model, **serving(settings.caption_model)))
                 retriever = captioner if retrieval_name == settings.caption_model else cached(_endpoint(settings, settings.base_url, retrieval_name, **serving(retrieval_name)))

@@ -130,13 +130,15 @@ def serve_limits(settings: Settings) -> ServeLimits:
     )
 
 
-def needed_context(shapes: Sequence[RequestShape], stages: Sequence[str]) -> tuple[int, str] | None:
-    """The largest (context, description) among the shapes of the given stages, if any."""
+def endpoint_needs(shapes: Sequence[RequestShape], stages: Sequence[str]) -> dict[str, int | str]:
+    """What a model serving the given stages must take: the `OpenAIEndpoint` fields of its start-up
+    check (largest context and its description, most images and videos in one request)."""
     chosen = [s for s in shapes if any(s.stage.startswith(stage) for stage in stages)]
     if not chosen:
-        return None
+        return {}
     big = max(chosen, key=lambda s: s.context)
-    return big.context, big.describe()
+    return {"needed_context": big.context, "needed_context_why": big.describe(),
+            "needed_images": max(s.images for s in chosen), "needed_videos": max(s.videos for s in chosen)}
 
 
 def serve_args_command(

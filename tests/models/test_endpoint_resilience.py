@@ -237,17 +237,41 @@ def test_served_context_too_small_stops_at_start_up():
         assert s.count == probes  # stopped before any chat request
 
 
-def test_stub_refuses_prompt_plus_max_tokens_over_the_context():
+def test_prompt_plus_max_tokens_over_the_context_asks_with_the_room_left():
     from openai_stub import StubServer
 
     with StubServer(models=["m"], max_model_len=64) as s:
         ep = OpenAIEndpoint(base_url=s.base_url, model="m", api_key=None)
-        with pytest.raises(ModelHTTPError) as ei:
-            run(lambda m: m.chat(ChatRequest(messages=(Message.user("x" * 100),), max_tokens=60)), ep)
-        assert ei.value.status_code == 400 and not ei.value.transient
-        assert "maximum context length is 64 tokens" in str(ei.value) and s.count == 1
+        # 25 prompt tokens + 60 > 64: vLLM's 400 names both numbers; the client asks again with 39
+        reply = run(lambda m: m.chat(ChatRequest(messages=(Message.user("x" * 100),), max_tokens=60)), ep)
+        assert reply.text == "stub reply" and [r["body"]["max_tokens"] for r in s.requests] == [60, 39]
+        s.reset()
+        with pytest.raises(ModelHTTPError) as ei:  # the prompt alone does not fit: permanent
+            run(lambda m: m.chat(ChatRequest(messages=(Message.user("x" * 400),), max_tokens=8)), ep)
+        assert ei.value.status_code == 400 and not ei.value.transient and s.count == 1
+        assert "maximum context length is 64 tokens" in str(ei.value)
         models = httpx.get(s.base_url + "/models").json()["data"]
         assert models[0]["max_model_len"] == 64
+
+
+@pytest.mark.parametrize("images,videos,ok", [(2, 0, True), (3, 0, False), (2, 1, False)])
+def test_start_up_media_check(images, videos, ok):
+    from openai_stub import StubServer
+
+    with StubServer(models=["m"], limit_mm_per_prompt={"image": 2, "video": 0}, allow_video=True) as s:
+        ep = OpenAIEndpoint(base_url=s.base_url, model="m", api_key=None, structured_output="json_schema",
+                            needed_images=images, needed_videos=videos)
+        if ok:
+            run(lambda m: m.check(), ep)
+        else:
+            with pytest.raises(EndpointMismatch) as ei:
+                run(lambda m: m.check(), ep)
+            text = str(ei.value)
+            assert "\n" not in text and f"{images} image(s)" in text and "--limit-mm-per-prompt" in text
+        (probe,) = s.requests  # one request, before anything is paid
+        parts = probe["body"]["messages"][0]["content"]
+        assert [p["type"] for p in parts] == ["image_url"] * images + ["video_url"] * videos + ["text"]
+        assert probe["body"]["max_tokens"] == 1
 
 
 # --------------------------------------------------------------------------- the stub is lenient where vLLM is

@@ -108,6 +108,10 @@ class OpenAIEndpoint(BaseModel):
     # against the served model's max_model_len when the server reports one (vLLM does)
     needed_context: int | None = Field(None, ge=1)
     needed_context_why: str = ""
+    # the most media one request will carry; when more than one image or any video, check() sends
+    # one tiny request with that many parts (vLLM's --limit-mm-per-prompt is not reported anywhere)
+    needed_images: int = Field(0, ge=0)
+    needed_videos: int = Field(0, ge=0)
     structured_output: Literal["auto", "json_schema", "json_object"] = "auto"
     extra_body: dict[str, Any] = Field(default_factory=dict)
 
@@ -195,6 +199,11 @@ class _FormatRejected(Exception):
 # vLLM's media limit message (vllm/multimodal processing context, `validate_num_items`):
 # "At most {limit} {modality}(s) may be provided in one prompt." [+ " Set `--limit-mm-per-prompt` ..."]
 _MEDIA_LIMIT_RE = re.compile(r"at most \d+ \w+\(s\) may be provided|limit-mm-per-prompt", re.IGNORECASE)
+# vLLM's context-length 400 (vllm/entrypoints/openai/serving_engine.py, input validation)
+_CONTEXT_RE = re.compile(
+    r"maximum context length is (\d+) tokens.*?(?:request has|prompt contains(?: at least)?) (\d+) input tokens",
+    re.IGNORECASE | re.DOTALL,
+)
 # a rejection that names the response format: a definite "this dialect is not supported" answer
 _FORMAT_RE = re.compile(r"response_format|json_schema|json_object|structured", re.IGNORECASE)
 
@@ -651,8 +660,39 @@ class OpenAICompatChat:
                 f"--max-model-len >= {need} (`vidthinker serve-args` prints the vllm serve flags the "
                 "settings need) or lower the settings",
             )
+        if self.endpoint.needed_images > 1 or self.endpoint.needed_videos > 0:
+            await self._check_media()
         if self._dialect is None:
             await self.detect_dialect()
+
+    async def _check_media(self) -> None:
+        """One tiny request with as many images and videos as the largest request will carry
+        (max_tokens 1): a server that refuses them stops the run here, before anything is paid."""
+        images, videos = self.endpoint.needed_images, self.endpoint.needed_videos
+        parts: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": _probe_jpeg()}}] * images
+        if videos:
+            parts += [{"type": "video_url", "video_url": {"url": _probe_video()}}] * videos
+        parts.append({"type": "text", "text": "Reply with OK."})
+        body = {"model": self.model_id, "messages": [{"role": "user", "content": parts}], "max_tokens": 1,
+                "temperature": 0.0}
+        body.update(self.endpoint.extra_body)
+        what = f"{images} image(s)" + (f" and {videos} video(s)" if videos else "")
+        try:
+            await self._post_with_retries(body, wait_on_circuit=False)
+        except EndpointMismatch as e:
+            raise self._err(
+                EndpointMismatch,
+                f"the server refuses {what} in one request, which these settings send: "
+                f"{str(e).split(' [')[0]}",
+            ) from None
+        except ModelHTTPError as e:
+            if e.transient:
+                raise self._err(ModelUnavailable, f"media check got no answer: {str(e).split(' [')[0]}") from None
+            raise self._err(
+                EndpointMismatch, f"the model does not take {what} in one request: {str(e).split(' [')[0]}"
+            ) from None
+        except ModelTimeout as e:
+            raise self._err(ModelUnavailable, f"media check got no answer: {str(e).split(' [')[0]}") from None
 
     async def chat(self, request: ChatRequest) -> ChatReply:
         t0 = time.perf_counter()
@@ -667,7 +707,7 @@ class OpenAICompatChat:
         texts: list[str] = []
         max_tokens = request.max_tokens
         for round_ in range(2):  # the first answer, then at most one repair
-            data, n = await self._post_with_retries(self._body(request, messages, dialect, max_tokens))
+            data, n, max_tokens = await self._post_fitting(request, messages, dialect, max_tokens)
             attempts += n
             u = data.get("usage") or {}
             call_usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0), 1)
@@ -747,6 +787,37 @@ class OpenAICompatChat:
             return self._reply(text, parsed, usage, t0, data, attempts, finish)
         raise AssertionError("unreachable")
 
+    async def _post_fitting(
+        self, request: ChatRequest, messages: list[dict[str, Any]], dialect: Dialect | None, max_tokens: int
+    ) -> tuple[dict[str, Any], int, int]:
+        """Post; when the server refuses because prompt + max_tokens exceed its context but the
+        prompt alone fits, ask once more with max_tokens = the room left (a reply that then runs
+        out of room ends with finish_reason 'length' and is handled as truncated)."""
+        try:
+            data, n = await self._post_with_retries(self._body(request, messages, dialect, max_tokens))
+            return data, n, max_tokens
+        except ModelHTTPError as e:
+            m = _CONTEXT_RE.search(str(e)) if e.status_code == 400 else None
+            if m is None:
+                raise
+            limit, prompt = int(m.group(1)), int(m.group(2))
+            room = limit - prompt
+            if room < 1 or room >= max_tokens:
+                raise
+            log.warning(
+                "model %s at %s: prompt (%d tokens) + max_tokens=%d exceed the context (%d); asking with "
+                "max_tokens=%d",
+                self.model_id,
+                self.endpoint.base_url,
+                prompt,
+                max_tokens,
+                limit,
+                room,
+            )
+            self.max_model_len = self.max_model_len or limit
+            data, n = await self._post_with_retries(self._body(request, messages, dialect, room))
+            return data, n + 1, room
+
     def _reply(
         self,
         text: str,
@@ -766,3 +837,31 @@ class OpenAICompatChat:
             attempts=attempts,
             finish_reason=finish,
         )
+
+
+_PROBE_MEDIA: dict[str, str] = {}
+
+
+def _probe_jpeg() -> str:
+    """A small grey JPEG data URL for the media check."""
+    if "jpeg" not in _PROBE_MEDIA:
+        import base64
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (56, 56), (128, 128, 128)).save(buf, format="JPEG", quality=50)
+        _PROBE_MEDIA["jpeg"] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return _PROBE_MEDIA["jpeg"]
+
+
+def _probe_video() -> str:
+    """A two-frame grey H.264 clip data URL for the media check."""
+    if "video" not in _PROBE_MEDIA:
+        import numpy as np
+
+        from vidthinker.video import mp4_data_url
+
+        _PROBE_MEDIA["video"] = mp4_data_url(np.full((2, 56, 56, 3), 128, np.uint8), 1.0)
+    return _PROBE_MEDIA["video"]
