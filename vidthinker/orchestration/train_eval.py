@@ -377,7 +377,9 @@ def select_sets(trained: dict[str, Any], params: dict[str, Any], run_id: str) ->
                                  "failed_videos": len(report.failed_videos), "best_predictions": None}
         if best is not None:
             kept = Path(best["dir"]) / "predictions" / key
-            if not (kept / "results.jsonl").is_file():
+            # Folders written before integer lmms-eval doc ids (no doc_ids.jsonl) hold string ids that
+            # VideoITG's readers drop: select them again rather than evaluate unreadable files.
+            if not (kept / "results.jsonl").is_file() or not (kept / "doc_ids.jsonl").is_file():
                 if best_selector is None:
                     best_selector = Selector.from_pretrained(best["checkpoint"], device=p.device)
                 select_manifest(best_selector, manifest, kept, k=k, num_frames=p.num_frames)
