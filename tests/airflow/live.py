@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -23,9 +21,10 @@ from typing import Any, Self
 import httpx
 import psutil
 
+from vidthinker.orchestration import local_stack
+
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
-USER = "vidthinker-test"
 
 
 def free_port() -> int:
@@ -41,48 +40,28 @@ class StackError(RuntimeError):
 class AirflowStack:
     """`with AirflowStack(home, env) as stack: stack.trigger(...)`; logs in `home/*.log`."""
 
-    COMPONENTS = (
-        ("api-server", ["api-server", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]),
-        ("dag-processor", ["dag-processor"]),
-        ("scheduler", ["scheduler"]),
-    )
+    COMPONENTS = local_stack.COMPONENTS  # started by `vidthinker airflow up` (vidthinker.orchestration.local_stack)
 
     def __init__(self, home: Path, extra_env: dict[str, str] | None = None, *, dags_folder: Path = REPO / "dags",
-                 pool_slots: int = 1, parallelism: int = 2):
-        self.home = Path(home)
+                 pool_slots: int = 1, parallelism: int = 2, pools: dict[str, int] | None = None):
+        self.home = Path(home).resolve()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.password = secrets.token_urlsafe(16)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.pool_slots = pool_slots
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-        env.update({
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__BASE_URL": self.base,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        self.port = 0
+        self.base = ""
+        self.password = ""
+        self.dags_folder = dags_folder
+        self.parallelism = parallelism
+        self.pools = {"vidthinker_models": pool_slots, "vidthinker_gpu": 1, **(pools or {})}
+        self.extra_env = {
             "AIRFLOW__CORE__FERNET_KEY": "",
-            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        })
-        env.update(extra_env or {})
-        self.env = env
-        self.procs: dict[str, subprocess.Popen] = {}
+            **(extra_env or {}),
+        }
+        self.env: dict[str, str] = {}
+        self.pids: dict[str, int] = {}
         self.known: dict[int, str] = {}  # every pid seen in our process trees → label
         self.token: str | None = None
 
@@ -95,16 +74,18 @@ class AirflowStack:
         return done.stdout
 
     def start(self, timeout: float = 300) -> Self:
-        (self.home / "passwords.json").write_text(json.dumps({USER: self.password}))
-        self._cli("db", "migrate")
-        self._cli("pools", "set", "vidthinker_models", str(self.pool_slots), "model-serving slots")
-        for name, args in self.COMPONENTS:
-            with open(self.home / f"{name}.log", "wb") as log:  # the child keeps its own copy of the fd
-                self.procs[name] = subprocess.Popen([str(AIRFLOW_BIN), *[a.format(port=self.port) for a in args]],
-                                                    env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home)
-            self.known[self.procs[name].pid] = name
-        self._wait(lambda: self._get_status("/api/v2/monitor/health") == 200, timeout, "the api-server to answer")
-        response = httpx.post(f"{self.base}/auth/token", json={"username": USER, "password": self.password}, timeout=30)
+        try:
+            state = local_stack.up(self.home, dags=self.dags_folder, parallelism=self.parallelism,
+                                   model_slots=self.pools["vidthinker_models"], gpu_slots=self.pools["vidthinker_gpu"],
+                                   unpause=False, extra_env=self.extra_env, timeout_s=timeout)
+        except RuntimeError as error:
+            raise StackError(f"{error}\n{self.diagnostics()}") from None
+        self.port, self.base, self.pids = state["port"], state["url"], state["pids"]
+        self.known.update({pid: name for name, pid in self.pids.items()})
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}, **local_stack.load_env(self.home)}
+        self.password = local_stack.password(self.home)
+        response = httpx.post(f"{self.base}/auth/token", json={"username": local_stack.USER, "password": self.password},
+                              timeout=30)
         if response.status_code != 201:
             raise StackError(f"POST /auth/token → {response.status_code} {response.text[:300]}")
         self.token = response.json()["access_token"]
@@ -123,44 +104,39 @@ class AirflowStack:
             raise StackError(f"processes survived the stop: {leftovers}")
 
     def _remember_children(self) -> None:
-        for name, proc in self.procs.items():
+        for name, pid in self.pids.items():
             try:
-                for child in psutil.Process(proc.pid).children(recursive=True):
+                for child in psutil.Process(pid).children(recursive=True):
                     self.known.setdefault(child.pid, f"{name} child {child.name()}")
             except psutil.NoSuchProcess:
                 pass
 
-    def stop(self, grace_s: float = 30) -> list[str]:
-        """SIGTERM each component by PID (scheduler first), SIGKILL after `grace_s`; then the same for
-        any descendant still alive. Returns descriptions of processes that could not be ended."""
-        self._remember_children()
-        for name in ("scheduler", "dag-processor", "api-server"):
-            proc = self.procs.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
+    def _dead(self) -> list[str]:
+        dead = []
+        for name, pid in self.pids.items():
             try:
-                proc.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    dead.append(name)
+            except psutil.NoSuchProcess:
+                dead.append(name)
+        return dead
+
+    def stop(self, grace_s: float = 30) -> list[str]:
+        """`vidthinker airflow down` (each component's process group, scheduler first); then any
+        descendant seen earlier that is still alive is ended by PID and reported."""
+        self._remember_children()
+        local_stack.down(self.home, grace_s=grace_s)
         survivors = []
         for pid, label in self.known.items():
             try:
                 child = psutil.Process(pid)
                 if child.status() == psutil.STATUS_ZOMBIE:
                     continue
-                child.terminate()
-                try:
-                    child.wait(10)
-                except psutil.TimeoutExpired:
-                    child.kill()
-                    child.wait(5)
+                survivors.append(f"{pid} ({label})")
+                child.kill()
             except psutil.NoSuchProcess:
                 continue
-            except psutil.TimeoutExpired:
-                survivors.append(f"{pid} ({label})")
-        self.procs.clear()
+        self.pids = {}
         return survivors
 
     # ------------------------------------------------------------------ REST API
@@ -180,7 +156,7 @@ class AirflowStack:
     def _wait(self, check, timeout: float, what: str, every: float = 2.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            dead = [n for n, p in self.procs.items() if p.poll() is not None]
+            dead = self._dead()
             if dead:
                 raise StackError(f"{dead} exited while waiting for {what}\n{self.diagnostics()}")
             if check():
@@ -211,11 +187,31 @@ class AirflowStack:
         run = self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict:
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "run_after"})["dag_runs"]
+
+    def wait_for_triggered_run(self, dag_id: str, after: set[str], timeout: float = 300) -> str:
+        """The id of a run of `dag_id` not in `after` (e.g. one an asset event made)."""
+        found: list[str] = []
+
+        def appeared() -> bool:
+            found[:] = [r["dag_run_id"] for r in self.runs(dag_id) if r["dag_run_id"] not in after]
+            return bool(found)
+
+        self._wait(appeared, timeout, f"a new run of {dag_id}", every=3.0)
+        return found[0]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900, on_poll=None) -> dict:
+        """Poll until the run ends; `on_poll(task_instances)` sees its task instances on every poll."""
         state: dict = {}
 
         def finished() -> bool:
             state.update(self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"))
+            if on_poll is not None:
+                on_poll(self.task_instances(dag_id, run_id))
             return state["state"] in ("success", "failed")
 
         self._wait(finished, timeout, f"run {run_id} to finish", every=3.0)
