@@ -63,7 +63,7 @@ class MissingVideosError(FileNotFoundError):
 
 # The training index of a record shard: what a sample needs, read with a column projection (no record is
 # validated as a whole: full validation is `vidthinker validate`'s job), and cached next to the shards.
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"
 INDEX_DIR = "_train_index"  # hidden from every shard listing (leading underscore)
 INDEX_COLUMNS = ("video_id", "qa_id", "video", "question", "frame_num", "error")
 _INDEX_SCHEMA = None
@@ -160,7 +160,7 @@ def _build_index(path: Path):
             errors += batch.num_rows - good.num_rows
             if not good.num_rows:
                 continue
-            frames = good.column("frame_num").cast(pa.list_(pa.int64()))
+            frames = pa.array([sorted(set(f or ())) for f in good.column("frame_num").to_pylist()], pa.list_(pa.int64()))
             # validate what training uses: ids, video and question present, frame ids >= 0
             for name in ("video_id", "qa_id", "video", "question"):
                 column = good.column(name)
@@ -186,7 +186,8 @@ def _shard_index(path: Path, report: LoadReport):
     cached = _index_path(path, key)
     if cached.is_file():
         try:
-            table = pq.read_table(cached)
+            with pq.ParquetFile(cached) as handle:
+                table = handle.read()
             meta = table.schema.metadata or {}
             report.records += int(meta[b"records"])
             report.skipped_error += int(meta[b"errors"])
@@ -212,7 +213,7 @@ def _shard_index(path: Path, report: LoadReport):
 
 def _parquet_samples(path: Path, report: LoadReport) -> list[tuple[str, str, str, tuple[int, ...], str]]:
     table = _shard_index(path, report)
-    frames = [tuple(sorted(set(f))) for f in table.column("frame_num").to_pylist()]
+    frames = list(map(tuple, table.column("frame_num").to_pylist()))  # sorted and distinct in the index
     return list(zip(table.column("sample_id").to_pylist(), table.column("video").to_pylist(),
                     table.column("question").to_pylist(), frames, [path.name] * table.num_rows))
 
