@@ -85,6 +85,10 @@ def test_every_bad_shard_is_reported_with_its_reason(tmp_path):
     assert "shard-gone.parquet.manifest.json: manifest without its parquet shard" in text
     assert shards[4].name not in text
     assert "5 bad file(s)" in text
+    # the same verdicts from two processes, in the same order
+    serial = validate_paths([run], VideoITGRecord, jobs=1)
+    parallel = validate_paths([run], VideoITGRecord, jobs=2)
+    assert [(c.path, c.problem, c.rows) for c in parallel.files] == [(c.path, c.problem, c.rows) for c in serial.files]
 
 
 def test_a_bad_row_names_the_row_and_field(tmp_path):

@@ -446,6 +446,7 @@ def export(
 def validate(
     paths: Annotated[list[Path], typer.Argument(help="Parquet files, shard folders or run folders (with shards/) to check.")],
     table: Annotated[str, typer.Option(help="Expected table: ManifestRow, ClipPlan, ClipCaption, ClipRetrieval, FrameLocalization, VideoITGRecord.")] = "VideoITGRecord",
+    jobs: Annotated[Optional[int], typer.Option(min=1, help="Files checked at once, each in its own process (default: CPUs, at most 4).")] = None,
 ) -> None:
     """Check parquet files or whole run folders against the data contract, shard by shard.
 
@@ -453,7 +454,7 @@ def validate(
     content hash). Every bad file is listed with the reason; exit 1 when any is bad.
     """
     from vidthinker.schema import TABLE_MODELS
-    from vidthinker.validate import validate_paths
+    from vidthinker.validate import default_jobs, validate_paths
 
     model = TABLE_MODELS.get(table)
     if model is None:
@@ -464,7 +465,7 @@ def validate(
             console.print(f"[bold red]bad:[/] {escape(str(check.path))}: {escape(check.problem)}", highlight=False, soft_wrap=True)
 
     try:
-        result = validate_paths(paths, model, on_file=report)
+        result = validate_paths(paths, model, on_file=report, jobs=jobs or default_jobs())
     except SchemaError as error:
         raise _fail(str(error)) from None
     for skipped in result.skipped:

@@ -18,6 +18,7 @@ the others still get checked.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -156,8 +157,20 @@ def check_file(path: Path, model, *, in_run: bool) -> FileCheck:
     return result
 
 
-def validate_paths(paths: Sequence[Path], model, *, on_file=None) -> ValidationReport:
-    """Check every parquet input (files, shard folders, run folders); `on_file(check)` after each."""
+def _check_one(item: tuple[Path, bool, str]) -> FileCheck:
+    from vidthinker.schema import TABLE_MODELS
+
+    path, in_run, table = item
+    return check_file(path, TABLE_MODELS[table], in_run=in_run)
+
+
+def default_jobs() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def validate_paths(paths: Sequence[Path], model, *, on_file=None, jobs: int = 1) -> ValidationReport:
+    """Check every parquet input (files, shard folders, run folders); `on_file(check)` after each, in
+    input order. `jobs` > 1 checks files in that many processes (each holds one batch at a time)."""
     files, skipped, orphans = expand_inputs(paths)
     report = ValidationReport(table=model.__name__, skipped=skipped)
     if not files and not orphans:
@@ -168,6 +181,16 @@ def validate_paths(paths: Sequence[Path], model, *, on_file=None) -> ValidationR
         report.files.append(check)
         if on_file:
             on_file(check)
+    if jobs > 1 and len(files) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(files))) as pool:
+            checks = pool.map(_check_one, [(path, in_run, model.__name__) for path, in_run in files])
+            for check in checks:
+                report.files.append(check)
+                if on_file:
+                    on_file(check)
+        return report
     for path, in_run in files:
         check = check_file(path, model, in_run=in_run)
         report.files.append(check)
