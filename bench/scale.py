@@ -266,6 +266,9 @@ def downstream(argv: list[str]) -> None:
         def add(tool: str, command: list[str], baseline: list[str] | None, note: str = "") -> None:
             wall, peak, output = measure(command, env)
             base = measure(baseline, env)[0] if baseline else None
+            if tool.startswith("train"):  # load_samples + data_version inside the process (torch import aside)
+                lines = output.strip().splitlines()
+                note = f"(in process {lines[-1].split()[-1]} s)" if lines else note
             rows.append((tool, size, wall, peak, base, note, output))
             ratio = f"{wall / base:.1f}x" if base else "–"
             print(f"{tool:<28} {size:>7} records: {wall:7.2f} s, peak {peak:6.0f} MiB; needed columns {base or 0:6.2f} s ({ratio}) {note}")
