@@ -324,7 +324,7 @@ def downstream(argv: list[str]) -> None:
         if tool == "dashboard clicks":
             print(f"| {tool}: {note} | {size:,} | {wall:.1f} | {peak:.0f} | – | – |")
         else:
-            print(f"| {tool} | {size:,} | {wall:.2f} | {peak:.0f} | {f'{base:.2f}' if base else '–'} | "
+            print(f"| {tool}{' ' + note if note else ''} | {size:,} | {wall:.2f} | {peak:.0f} | {f'{base:.2f}' if base else '–'} | "
                   f"{f'{wall / base:.1f}x' if base else '–'} |")
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
