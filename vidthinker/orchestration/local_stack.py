@@ -45,6 +45,7 @@ COMPONENTS = (
     ("dag-processor", ["dag-processor"]),
     ("scheduler", ["scheduler", "--skip-serve-logs"]),
 )
+DAG_IDS = ("vidthinker_annotate", "vidthinker_train_eval", "vidthinker_publish")
 POOLS = {"vidthinker_models": ("model-serving slots: shard tasks that may call the model server at once"),
          "vidthinker_gpu": "selector training / selection slots (GPUs)"}
 
@@ -139,7 +140,8 @@ def _healthy(port: int) -> bool:
 
 def up(
     home: Path, *, dags: Path | None = None, parallelism: int = 2, model_slots: int = 1, gpu_slots: int = 1,
-    model_url: str | None = None, model: str | None = None, unpause: bool = True, extra_env: dict[str, str] | None = None,
+    model_url: str | None = None, model: str | None = None, unpause: bool | tuple[str, ...] = True,
+    extra_env: dict[str, str] | None = None,
     timeout_s: float = 300.0,
 ) -> dict:
     """Start the stack (see the module docstring); returns what `stack.json` records."""
@@ -204,7 +206,8 @@ def up(
             raise RuntimeError(f"the stack did not start ({why}); see {home}/*.log")
         time.sleep(2)
     if unpause:
-        for dag_id in ("vidthinker_annotate", "vidthinker_train_eval", "vidthinker_publish"):
+        dag_ids = unpause if isinstance(unpause, tuple) else DAG_IDS
+        for dag_id in dag_ids:
             while True:  # the dag-processor must have parsed the file first
                 try:
                     _run(env, "dags", "unpause", dag_id, timeout=120)
@@ -305,3 +308,118 @@ def status_command(home: Home = Path("airflow_home")) -> None:
     for name, pid in state["pids"].items():
         typer.echo(f"{name:14} pid {pid:<8} {'running' if _alive(pid) and not _zombie(pid) else 'stopped'}")
     typer.echo(f"UI {state['url']} ({'healthy' if _healthy(state['port']) else 'not answering'})")
+
+
+# --------------------------------------------------------------------------- the product-shaped demo
+
+
+def _api(state: dict, token: str, method: str, path: str, **kw):
+    import httpx
+
+    reply = httpx.request(method, state["url"] + path, headers={"Authorization": f"Bearer {token}"}, timeout=60, **kw)
+    reply.raise_for_status()
+    return reply.json() if reply.content else None
+
+
+def _wait_run(state: dict, token: str, dag_id: str, run_id: str, echo, timeout_s: float) -> dict:
+    seen: dict[tuple[str, int], str] = {}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = _api(state, token, "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        for ti in _api(state, token, "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]:
+            key = (ti["task_id"], ti["map_index"])
+            if ti["state"] and seen.get(key) != ti["state"]:
+                seen[key] = ti["state"]
+                name = ti["task_id"] + (f"[{ti['rendered_map_index'] or ti['map_index']}]" if ti["map_index"] >= 0 else "")
+                echo(f"  {dag_id} {name}: {ti['state']}")
+        if run["state"] in ("success", "failed"):
+            return run
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{dag_id} run {run_id} still {run['state']} after {timeout_s:.0f} s")
+        time.sleep(3)
+
+
+def demo(out: Path, home: Path | None = None, *, videos: int = 2, max_seconds: float = 10.0, echo=print,
+         timeout_s: float = 3600.0) -> dict:
+    """The main job the way the product runs it: a local stack (`up`), the annotate DAG on embedded Ray
+    with the offline models over small synthetic videos, then the train-and-evaluate DAG its asset event
+    starts (tiny CPU preset, a synthetic evaluation set). Leaves the stack running; returns the figures."""
+    from vidthinker.config import load_settings
+    from vidthinker.synth import generate_synthetic_set
+
+    out = out.expanduser().resolve()
+    home = (home or out / "airflow_home").expanduser().resolve()
+    started = time.perf_counter()
+    cfg = load_settings().synth
+    shortest = min(cfg.min_seconds, max_seconds)
+    echo(f"synthesising {videos} videos of {shortest:g}-{max_seconds:g} s and a 1-video evaluation set")
+    manifest = generate_synthetic_set(out / "synth", videos, 0, min_seconds=shortest, max_seconds=max_seconds)
+    eval_set = generate_synthetic_set(out / "eval-set", 1, 32, min_seconds=shortest, max_seconds=max_seconds)
+    data = out / "annotate"
+    env = {
+        "VIDTHINKER_AIRFLOW__OUT_DIR": str(data),
+        "VIDTHINKER_AIRFLOW__MANIFEST": str(manifest),
+        "VIDTHINKER_AIRFLOW__RETRIES": "0",
+        "VIDTHINKER_TRAIN_EVAL__ROOT": str(out / "train_eval"),
+        "VIDTHINKER_TRAIN_EVAL__EVAL_SETS": str(eval_set),
+        "VIDTHINKER_TRAIN_EVAL__PRESET": "tiny",
+        "VIDTHINKER_TRAIN_EVAL__DEVICE": "cpu",
+        "VIDTHINKER_TRAIN_EVAL__CONFIG_OVERRIDES": json.dumps({"max_steps": 20, "budget_range": [64, 256]}),
+        "VIDTHINKER_TRAIN_EVAL__KS": "4,8",
+        "VIDTHINKER_TRAIN_EVAL__NUM_FRAMES": "64",
+        "VIDTHINKER_TRAIN_EVAL__N_BOOT": "200",
+    }
+    echo(f"starting Airflow (api-server, dag-processor, scheduler on 127.0.0.1, SQLite) in {home}")
+    state = up(home, extra_env=env, unpause=("vidthinker_annotate", "vidthinker_train_eval"))
+    up_s = time.perf_counter() - started
+    import httpx
+
+    reply = httpx.post(state["url"] + "/auth/token", json={"username": USER, "password": password(home)}, timeout=30)
+    reply.raise_for_status()
+    token = reply.json()["access_token"]
+    before = {r["dag_run_id"] for r in _api(state, token, "GET", "/api/v2/dags/vidthinker_train_eval/dagRuns")["dag_runs"]}
+    run = _api(state, token, "POST", "/api/v2/dags/vidthinker_annotate/dagRuns",
+               json={"logical_date": None, "conf": {"engine": "ray"}})
+    echo(f"triggered vidthinker_annotate ({run['dag_run_id']}): engine ray (embedded), offline models")
+    annotate = _wait_run(state, token, "vidthinker_annotate", run["dag_run_id"], echo, timeout_s)
+    annotate_s = time.perf_counter() - started - up_s
+    figures = {"up_s": round(up_s, 1), "annotate_s": round(annotate_s, 1), "annotate": annotate["state"]}
+    if annotate["state"] == "success":
+        deadline = time.monotonic() + 300
+        while True:
+            runs = [r for r in _api(state, token, "GET", "/api/v2/dags/vidthinker_train_eval/dagRuns")["dag_runs"]
+                    if r["dag_run_id"] not in before]
+            if runs or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+        if runs:
+            echo(f"the vidthinker_shards asset event started vidthinker_train_eval ({runs[0]['dag_run_id']})")
+            te = _wait_run(state, token, "vidthinker_train_eval", runs[0]["dag_run_id"], echo, timeout_s)
+            figures["train_eval"] = te["state"]
+            figures["train_eval_s"] = round(time.perf_counter() - started - up_s - annotate_s, 1)
+    figures["total_s"] = round(time.perf_counter() - started, 1)
+    echo("")
+    echo(f"Airflow UI     {state['url']}  (user {USER}, password in {state['password_file']})")
+    echo(f"shards         {data / 'shards'}   ledger {data / 'ledger.json'}")
+    echo(f"train/eval     {out / 'train_eval'}  (registry/registry.json, runs/*/eval/*/report.md)")
+    echo(f"dashboard      .venv/bin/vidthinker dashboard --out {data}")
+    echo(f"stop Airflow   .venv/bin/vidthinker airflow down --home {home}")
+    echo(f"timings        {json.dumps(figures)}")
+    return figures
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (synth/, annotate/, train_eval/, airflow_home/).")] = Path("runs/demo"),
+    videos: Annotated[int, typer.Option("--videos", "-n", min=1, help="Synthetic videos to annotate.")] = 2,
+    max_seconds: Annotated[float, typer.Option(help="Longest synthetic video, in seconds.")] = 10.0,
+) -> None:
+    """The main job as the product runs it: local Airflow + embedded Ray + offline models, annotate then
+    train-and-evaluate on small synthetic videos; leaves the stack running and prints where to look."""
+    try:
+        figures = demo(out, videos=videos, max_seconds=max_seconds, echo=typer.echo)
+    except (RuntimeError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    if figures.get("annotate") != "success" or figures.get("train_eval", "success") != "success":
+        raise typer.Exit(1)
