@@ -310,10 +310,12 @@ def shard_failure(records: Sequence[VideoITGRecord], undispatched: Sequence[Mani
                   max_share: float) -> str:
     """Why a shard is failed ('' when it is finished): the endpoint went down (videos left unstarted), or
     the share of records with transient errors exceeds `max_share`. Permanent errors never fail it."""
+    from vidthinker.pipeline import endpoint_down
+
     transient = [r for r in records if r.error_class == "transient"]
     top = Counter(error_reason(r.error or "") for r in transient).most_common(1)
     why = f"; top reason: {top[0][0]}" if top else ""
-    if undispatched:
+    if undispatched or any(endpoint_down(r) for r in transient):
         return (f"endpoint down: {len(undispatched)} of {videos} video(s) not started, "
                 f"{len(transient)} record(s) with transient errors{why}")
     if records and len(transient) / len(records) > max_share:
