@@ -98,7 +98,10 @@ class ShardWorker:
                     yield getter.result()
                 else:
                     yield events.get_nowait()
-            yield ("done", work.result(), self.label)
+            from vidthinker.models.llama_server import started_servers  # offline model and port, for the log
+
+            servers = started_servers()
+            yield ("done", work.result(), self.label + (f" llama.cpp {', '.join(servers)}" if servers else ""))
         finally:
             if not work.done():
                 work.cancel()

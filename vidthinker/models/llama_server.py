@@ -13,6 +13,7 @@ process; it is stopped by PID on exit (SIGTERM, then SIGKILL).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import socket
@@ -33,6 +34,15 @@ from .base import ModelUnavailable
 __all__ = ["REGISTRY_GGUF", "LlamaServer", "RegistryGGUF", "find_registry_gguf", "free_port"]
 
 _LLAMA_PIP = "pip install 'llama-cpp-python[server]'"
+log = logging.getLogger(__name__)
+_STARTED: weakref.WeakSet = weakref.WeakSet()  # servers this process started (see started_servers)
+
+
+def started_servers() -> list[str]:
+    """`model at http://127.0.0.1:PORT/v1` for each llama.cpp server this process runs (for logs: a Ray
+    worker reports them with its shard results, so the task log names the offline model and port)."""
+    return sorted(f"{s.model_id} at {s.base_url}" for s in list(_STARTED) if s.running)
+
 _SERVER_MODULES = (
     "llama_cpp",
     "fastapi",
@@ -226,6 +236,8 @@ class LlamaServer:
                 self.port = free_port(self.host)
             try:
                 self._spawn_and_wait()
+                _STARTED.add(self)
+                log.info("llama.cpp server for %s (%s) at %s", self.model_id, self.model_path.name, self.base_url)
                 return self
             except ModelUnavailable:
                 in_use = "address already in use" in self.log_tail().lower()

@@ -55,8 +55,8 @@ def describe_models(settings: Any) -> str:
         names = ", ".join(f"{stage}={name}" for stage, name in models.items())
         text = f"endpoint {m.base_url} ({names}), embedder {m.embedder}"
     else:
-        text = (f"offline models: {m.offline_llm} behind a llama.cpp server on 127.0.0.1 (a free port per worker, "
-                f"logged by the worker), embedder {m.embedder}")
+        text = (f"offline models: {m.offline_llm} behind a llama.cpp server on 127.0.0.1 (a free port per worker: "
+                f"the shard's last line names it), embedder {m.embedder}")
     if settings.annotate.oracle_captions:
         text += "; stage 1 from the manifest's clip descriptions (oracle)"
     return str(redact(text))

@@ -306,7 +306,8 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
     }
     _write_json(result_path, result)
-    log.info("shard %s: %d records (%d errors) in %.1f s", spec.shard_id, summary.records, summary.errors, engine_s)
+    log.info("shard %s: %d records (%d errors) in %.1f s on %s", spec.shard_id, summary.records, summary.errors, engine_s,
+             summary.shard_workers.get(spec.shard_id) or "this task's process")
     return result
 
 
