@@ -26,6 +26,13 @@ settings, pipeline version; not endpoints, keys or engine settings). Shard ids n
 finished shard made with another fingerprint, or with none (written before fingerprints), is *stale*:
 `plan_run` raises `StaleShardsError` rather than keep it, and with `redo_stale` (`engine.redo_stale`,
 `vidthinker annotate --redo-stale`) plans it again under the same id, so it is overwritten atomically.
+
+States: `shard_state` is the one function that decides whether a planned shard is todo, finished, stale
+(by settings, or by content: a video's QA pairs or file changed, `row_identity`) or failed (the last
+attempt failed and is kept in `shards/_failed/`, or the shard holds transient error records); the CLI's
+planning, both engines and the Airflow shard task call it. Also here: one writer per run folder
+(`RunFolderLock`) and the duplicate-record-id check of the commands that read shards
+(`check_duplicate_ids`). See docs/architecture.md, "Engines, shards and Ray".
 """
 
 from __future__ import annotations
