@@ -323,14 +323,18 @@ class OpenAICompatChat:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             self.http_attempts += 1
+            # GET /models is instant on a live server: a short limit, as a start-up check should have
+            limit = self.endpoint.timeout_s
+            if body is None:
+                limit = min(limit, max(self.endpoint.connect_timeout_s, 5.0))
             try:
-                async with asyncio.timeout(self.endpoint.timeout_s):
+                async with asyncio.timeout(limit):
                     if body is None:
                         resp = await client.get(path)
                     else:
                         resp = await client.post(path, json=body)
             except (TimeoutError, httpx.TimeoutException) as e:
-                raise _Retryable(f"no reply within {self.endpoint.timeout_s:g}s", kind="timeout") from e
+                raise _Retryable(f"no reply within {limit:g}s", kind="timeout") from e
             except httpx.ConnectError as e:
                 raise _Retryable(f"cannot connect ({type(e).__name__})", kind="connect") from e
             except httpx.TransportError as e:
