@@ -42,8 +42,8 @@ def dashboard(
     """Serve the annotation-quality dashboard: run overview and trends, distributions, a record browser
     with each record's frames on a timeline, and a failure browser.
 
-    Quality figures are read from each run's quality/ folder, and computed (and stored there) when
-    missing or older than the shards.
+    Quality figures are read from each run's quality/ folder; when missing or older than the shards,
+    `vidthinker quality` computes and stores them in a background process (pages show them once stored).
     """
     from vidthinker.quality import find_runs
     from vidthinker.schema import SchemaError

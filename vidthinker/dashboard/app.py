@@ -3,7 +3,8 @@
 Pages: Overview (runs, trends), Distributions (one run's figures as plots, drift), Records (a paged,
 filtered record browser with the frame strip and every stage's output), Failures (by stage and reason).
 Run as `streamlit run vidthinker/dashboard/app.py -- --out DIR`; the figures come from
-`vidthinker.quality` (stored in `<run>/quality/`, computed when missing or stale).
+`vidthinker.quality` (stored in `<run>/quality/`; when missing or stale, computed by a background
+`vidthinker quality` process, never inside a page request).
 """
 
 from __future__ import annotations
