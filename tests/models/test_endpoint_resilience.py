@@ -291,3 +291,37 @@ def test_stub_accepts_what_vllm_accepts(stub):
     import json
 
     jsonschema.validate(json.loads(replies[2].json()["choices"][0]["message"]["content"]), SCHEMA)
+
+
+@pytest.mark.parametrize("json_object_ok", [True, False])
+def test_bare_500_to_json_schema_decides_only_with_a_json_object_answer(json_object_ok):
+    """llama-cpp-python with an older FastAPI answers json_schema with a 500 whose message is empty:
+    json_object is chosen only when a json_object probe gets a 2xx; otherwise it is an outage."""
+    import json
+
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "m"}]})
+        kind = json.loads(request.content)["response_format"]["type"]
+        seen.append(kind)
+        if kind == "json_object" and json_object_ok:
+            reply = {"choices": [{"message": {"content": '{"ok": true}'}, "finish_reason": "stop"}]}
+            return httpx.Response(200, json=reply)
+        return httpx.Response(500, json={"error": {"message": "", "type": "internal_server_error"}})
+
+    ep = OpenAIEndpoint(base_url="http://llama.invalid/v1", model="m", api_key=None, max_retries=1,
+                        backoff_initial_s=0.01, backoff_max_s=0.02)
+
+    async def main():
+        async with OpenAICompatChat(ep, transport=httpx.MockTransport(handler)) as m:
+            await m.check()
+            return m.dialect
+
+    if json_object_ok:
+        assert asyncio.run(main()) == "json_object"
+        assert seen == ["json_schema", "json_schema", "json_object"]
+    else:
+        with pytest.raises(ModelUnavailable, match="no definite answer"):
+            asyncio.run(main())

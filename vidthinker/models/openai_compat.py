@@ -188,6 +188,14 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class _Always500(Exception):
+    """Internal: every attempt of a probe answered HTTP 500 without naming the format."""
+
+    def __init__(self, error: ModelError):
+        super().__init__(str(error))
+        self.error = error
+
+
 class _FormatRejected(Exception):
     """Internal: a definite answer that the structured-output format of a probe is not supported."""
 
@@ -592,10 +600,13 @@ class OpenAICompatChat:
         except ModelError as e:
             if isinstance(e, ModelUnavailable):
                 raise
-            raise self._err(
+            error = self._err(
                 ModelUnavailable,
                 f"structured-output probe ({dialect}) got no definite answer: {str(e).split(' [')[0]}",
-            ) from None
+            )
+            if isinstance(e, ModelHTTPError) and e.status_code == 500:
+                raise _Always500(error) from None
+            raise error from None
         return None
 
     async def detect_dialect(self) -> Dialect:
@@ -606,11 +617,31 @@ class OpenAICompatChat:
         async with self._dialect_lock:
             if self._dialect is not None:
                 return self._dialect
-            status = await self._probe("json_schema")
-            if status is None:
+            decided: Dialect | None = None
+            status: int | None = None
+            try:
+                status = await self._probe("json_schema")
+            except _Always500 as e:
+                # Every attempt answered a bare 500. llama-cpp-python does that for json_schema when
+                # its FastAPI prints validation errors as "" (older FastAPI versions). Decide for
+                # json_object only on a definite 2xx for it (the server is up and answers that
+                # format); if json_object fails too, this is an outage.
+                try:
+                    answered = await self._probe("json_object") is None
+                except _Always500:
+                    answered = False
+                if not answered:
+                    raise e.error from None
+                decided = "json_object"
+            if decided is not None:
+                self._dialect = decided
+            elif status is None:
                 self._dialect = "json_schema"
             else:
-                status2 = await self._probe("json_object")
+                try:
+                    status2 = await self._probe("json_object")
+                except _Always500 as e:
+                    raise e.error from None
                 if status2 is None:
                     self._dialect = "json_object"
                 else:
