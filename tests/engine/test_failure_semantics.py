@@ -268,6 +268,11 @@ def test_duplicate_record_ids_are_refused_or_dropped(baseline, stub, synthetic_s
                                 "--drop-duplicates", "--include-errors"])
     quality = runner.invoke(app, ["quality", "--out", str(out)])
     assert quality.exit_code == 2 and "is in two shard files" in " ".join(quality.output.split()), quality.output
+    publish = runner.invoke(app, ["publish", "--out", str(out), "--repo-id", "me/data", "--dry-run"])
+    assert publish.exit_code == 2 and "is in two shard files" in " ".join(publish.output.split()), publish.output
+    train = runner.invoke(app, ["train", str(shards_dir(out)), "--out", str(tmp_path / "ckpt")])
+    assert train.exit_code == 2 and "is in two shard files" in " ".join(train.output.split()), train.output
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
     assert kept.exit_code == 0, kept.output
     exported = json.loads((tmp_path / "x.json").read_text())
     assert len({r["id"] for r in exported}) == len(exported) == len(baseline.ids)
