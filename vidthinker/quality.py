@@ -1215,9 +1215,9 @@ def _run_pass(run_dir: Path, paths: Sequence[Path], parts: Sequence[ShardQuality
         versions.update(part.pipeline_versions)
         for stage, ids in part.models.items():
             models[stage].update(ids)
-        hashes.append(table.column("hash").to_numpy())
-        records.append(table.column("records").to_numpy())
-        videos.append(table.column("videos").to_numpy())
+        hashes.append(table.column("hash").combine_chunks().to_numpy(zero_copy_only=False))
+        records.append(table.column("records").combine_chunks().to_numpy(zero_copy_only=False))
+        videos.append(table.column("videos").combine_chunks().to_numpy(zero_copy_only=False))
         owner.append(np.full(table.num_rows, index, dtype=np.int32))
     repeated = RepeatedQuestions()
     if hashes:

@@ -74,7 +74,7 @@ def test_unfiltered_counts_come_from_manifests_and_reads_only_the_page(run, monk
 def test_filter_counts_are_remembered_until_the_run_changes(run, monkeypatch):
     flt = RecordFilter(status="error")
     first = shard_counts(run, flt)[1]
-    monkeypatch.setattr(D.ds, "dataset", lambda *a, **k: pytest.fail("counted again"))
+    monkeypatch.setattr(D, "run_dataset", lambda *a, **k: pytest.fail("counted again"))
     assert shard_counts(run, flt)[1] == first
     monkeypatch.undo()
     write_shard([_record("vid/9-0", "q0", error="Timeout: x")], run / "shards" / "shard-00009.parquet")
@@ -83,11 +83,11 @@ def test_filter_counts_are_remembered_until_the_run_changes(run, monkeypatch):
 
 def test_a_record_is_read_from_its_videos_shard(run, monkeypatch):
     opened = []
-    real = D.ds.dataset
-    monkeypatch.setattr(D.ds, "dataset", lambda source, **k: opened.append(source) or real(source, **k))
+    real = D._fragment_table
+    monkeypatch.setattr(D, "_fragment_table", lambda run_dir, path, *a: opened.append(path) or real(run_dir, path, *a))
     record = get_record(run, "vid/2-3/q1")
     assert record is not None and record.video_id == "vid/2-3" and record.qa_id == "q1"
-    assert opened == [str(run / "shards" / "shard-00002.parquet")]
+    assert opened == [run / "shards" / "shard-00002.parquet"]
     assert get_record(run, "vid/2-3/nope") is None
     assert get_record(run, "nothing-like-it") is None
 

@@ -173,6 +173,33 @@ def shard_rows(run_dir: Path) -> list[ShardRows]:
     return _remember(_shard_cache, signature, out, CACHED_RUNS)
 
 
+_dataset_cache: OrderedDict[tuple, tuple[ds.Dataset, dict[str, ds.Fragment]]] = OrderedDict()
+
+
+def run_dataset(run_dir: Path) -> tuple[ds.Dataset, dict[str, ds.Fragment]]:
+    """One pyarrow dataset over the run's shards (and its fragments by path), kept while the run is
+    unchanged: its fragments keep the shards' parquet footers once a scan has parsed them, so later scans
+    (other filters, record lookups) read column data only."""
+    key = (str(run_dir), run_signature(run_dir))
+    with _cache_lock:
+        if key in _dataset_cache:
+            _dataset_cache.move_to_end(key)
+            return _dataset_cache[key]
+    dataset = ds.dataset([str(s.path) for s in shard_rows(run_dir)], format="parquet", schema=arrow_schema(VideoITGRecord))
+    fragments = {f.path: f for f in dataset.get_fragments()}
+    return _remember(_dataset_cache, key, (dataset, fragments), CACHED_RUNS)
+
+
+def _fragment_table(run_dir: Path, path: Path, columns: Sequence[str] | None, expression: ds.Expression) -> pa.Table:
+    """The rows of one shard matching `expression` (only `columns`; None: all)."""
+    _, fragments = run_dataset(run_dir)
+    fragment = fragments.get(str(path))
+    schema = arrow_schema(VideoITGRecord)
+    if fragment is None:  # not in the cached dataset (raced with a change): read the file directly
+        return ds.dataset(str(path), format="parquet", schema=schema).to_table(columns=columns, filter=expression)
+    return fragment.to_table(schema=schema, columns=columns, filter=expression)
+
+
 def _dataset(run_dir: Path) -> ds.Dataset:
     return ds.dataset([str(p) for p in shard_paths(run_dir)], format="parquet", schema=arrow_schema(VideoITGRecord))
 
@@ -249,7 +276,7 @@ def shard_counts(run_dir: Path, flt: RecordFilter = RecordFilter()) -> tuple[lis
         if key in _count_cache:
             return shards, _count_cache[key]
     # one multi-threaded scan of the filter's columns over every shard, tallied by the fragment (file)
-    dataset = ds.dataset([str(shard.path) for shard in shards], format="parquet", schema=arrow_schema(VideoITGRecord))
+    dataset, _ = run_dataset(run_dir)
     found: dict[str, int] = {}
     for tagged in dataset.scanner(columns=_filter_columns(flt), filter=expression).scan_batches():
         found[tagged.fragment.path] = found.get(tagged.fragment.path, 0) + tagged.record_batch.num_rows
@@ -294,8 +321,7 @@ def record_page(run_dir: Path, flt: RecordFilter = RecordFilter(), offset: int =
         if expression is None:
             piece = _read_rows(shard.path, skip, skip + take, columns)
         else:
-            table = ds.dataset(str(shard.path), format="parquet", schema=arrow_schema(VideoITGRecord)).to_table(
-                columns=list(columns), filter=expression)
+            table = _fragment_table(run_dir, shard.path, list(columns), expression)
             piece = table.slice(skip, take)
         pieces.append(piece.cast(schema))
         skip, want = 0, want - piece.num_rows
@@ -338,7 +364,7 @@ def get_record(run_dir: Path, record_id: str) -> VideoITGRecord | None:
     decoded into Python); the other shards' `id` columns only when no manifest names the video."""
     schema = arrow_schema(VideoITGRecord)
     for path in _shards_of_record(run_dir, record_id):
-        table = ds.dataset(str(path), format="parquet", schema=schema).to_table(filter=pc.field("id") == record_id)
+        table = _fragment_table(run_dir, path, None, pc.field("id") == record_id)
         if table.num_rows:
             return validate_row(VideoITGRecord, table.slice(0, 1).to_pylist()[0], source=f"{path} record {record_id}")
     return None
