@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from vidthinker.dashboard import charts
+from vidthinker.dashboard import charts, review_page
 from vidthinker.dashboard.data import (
     RecordFilter,
     fmt_time,
@@ -435,5 +435,7 @@ navigation = st.navigation([
     st.Page(distributions, title="Distributions", url_path="distributions"),
     st.Page(records, title="Records", url_path="records"),
     st.Page(failures, title="Failures", url_path="failures"),
+    st.Page(review_page.review, title="Review", url_path="review"),  # human review: vidthinker/dashboard/review_page.py
+    st.Page(review_page.figures_page, title="Reviewed quality", url_path="reviewed"),
 ])
 navigation.run()
