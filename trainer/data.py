@@ -124,13 +124,14 @@ def data_version(source: str | Path) -> str:
 def _resolve_video(video: str, candidates: Sequence[Path]) -> str:
     if "://" in video:
         video = video.split("://", 1)[1] if video.startswith("file://") else video
-    path = Path(video)
-    if path.is_absolute():
-        return str(path)
+    if os.path.isabs(video):
+        return video
+    # plain string paths (abspath, not Path.resolve): one stat per candidate, no symlink walk
     for base in candidates:
-        if (base / path).exists():
-            return str((base / path).resolve())
-    return str((candidates[0] / path).resolve()) if candidates else str(path)
+        joined = os.path.abspath(os.path.join(base, video))
+        if os.path.exists(joined):
+            return joined
+    return os.path.abspath(os.path.join(candidates[0], video)) if candidates else video
 
 
 def _index_path(path: Path, key: str) -> Path:
@@ -249,13 +250,18 @@ def _check_videos(raw: dict[tuple[str, int], None], bases: Sequence[Sequence[Pat
     on a network filesystem the round trips overlap)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(item: tuple[str, int]) -> tuple[str, bool]:
-        resolved = _resolve_video(item[0], bases[item[1]])
-        return resolved, os.path.exists(resolved)
+    def chunk(items: list[tuple[str, int]]) -> list[tuple[str, bool]]:
+        out = []
+        for video, index in items:
+            resolved = _resolve_video(video, bases[index])
+            out.append((resolved, os.path.exists(resolved)))
+        return out
 
     keys = list(raw)
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(keys)))) as pool:
-        return dict(zip(keys, pool.map(one, keys, chunksize=64)))
+    size = max(1, min(512, -(-len(keys) // (4 * threads))))  # a few chunks per thread, not a task per video
+    chunks = [keys[i:i + size] for i in range(0, len(keys), size)]
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(chunks)))) as pool:
+        return dict(zip(keys, (pair for part in pool.map(chunk, chunks) for pair in part)))
 
 
 MISSING_EXAMPLES = 5
