@@ -277,7 +277,7 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
     from vidthinker.orchestration.progress import ShardProgress, describe_models
 
     progress = ShardProgress(spec.shard_id, len(rows))  # a line per video, a WARNING summary of failures
-    log.info("shard %s: %d videos, engine=%s%s, %s (settings from %s)", spec.shard_id, len(rows), p.engine,
+    log.info("shard %s: %d videos, engine=%s%s, %s (from %s)", spec.shard_id, len(rows), p.engine,
              f" ray_address={p.ray_address}" if p.ray_address else "", describe_models(settings), endpoint.source)
     # shared: the DAG's shard tasks write the folder together; a `vidthinker annotate` there (exclusive)
     # makes this task fail at once with FolderLocked naming it, and Airflow's retries try again later
