@@ -110,6 +110,16 @@ def _interval(p) -> str:
     return "–" if not p.n else f"{p.value:.2f} [{p.low:.2f}, {p.high:.2f}]"
 
 
+def _value(p) -> str:
+    return "–" if not p.n else f"{p.value:.2f}"
+
+
+def _intervals_caption(g) -> None:
+    st.caption(" · ".join(f"{name} {_interval(p)} (n={p.n})" for name, p in
+                          (("frame precision", g.frames), ("clip precision", g.clips), ("type accuracy", g.type_accuracy)))
+               + " — value [Wilson 95% interval]")
+
+
 # --------------------------------------------------------------------------- review
 
 
@@ -138,7 +148,7 @@ def _verdict_buttons(label: str, options: dict, field: str, verdict: dict, gen: 
         def choose(value=value) -> None:
             verdict[field] = value
 
-        col.button(f"{text} · {key}", key=f"rv-{field}-{text}-{gen}-{pos}", shortcut=key, on_click=choose,
+        col.button(text, key=f"rv-{field}-{text}-{gen}-{pos}", shortcut=key, on_click=choose,  # Streamlit shows the key
                    type="primary" if verdict.get(field) == value else "secondary", use_container_width=True)
 
 
@@ -293,7 +303,7 @@ def review() -> None:
     _verdict_buttons(f"Type `{record.instruction_type or 'unknown'}`", TYPE_KEYS, "type_ok", verdict, gen, pos)
     verdict["note"] = st.text_input("Note (optional)", verdict.get("note", ""), key=f"rv-note-{gen}-{pos}")
     cols = st.columns([1.3, 1, 1, 4])
-    cols[1].button(f"Save & next · {NEXT_KEY}", key=f"rv-save-{gen}-{pos}", shortcut=NEXT_KEY, type="primary",
+    cols[1].button("Save & next", key=f"rv-save-{gen}-{pos}", shortcut=NEXT_KEY, type="primary",
                    on_click=_save, args=(run, reviewer, record, item, marks), use_container_width=True)
     cols[2].button("Skip", key=f"rv-skip-{gen}-{pos}", on_click=_skip, use_container_width=True)
     if state["message"]:
@@ -310,10 +320,11 @@ def _summary(run: Path) -> None:
     g = figures.groups["all"]
     cols = st.columns(5)
     cols[0].metric("reviewed records", f"{g.reviewed:,} of {g.records:,}", help=f"share {_pct(g.share_reviewed)}")
-    cols[1].metric("frame precision", _interval(g.frames), help="right = 1, partly = 0.5, wrong = 0; Wilson 95% interval")
-    cols[2].metric("clip precision", _interval(g.clips))
-    cols[3].metric("type accuracy", _interval(g.type_accuracy))
+    cols[1].metric("frame precision", _value(g.frames), help="right = 1, partly = 0.5, wrong = 0")
+    cols[2].metric("clip precision", _value(g.clips))
+    cols[3].metric("type accuracy", _value(g.type_accuracy))
     cols[4].metric("outdated reviews", f"{figures.outdated}")
+    _intervals_caption(g)
 
 
 # --------------------------------------------------------------------------- figures
@@ -353,11 +364,12 @@ def figures_page() -> None:
     cols = st.columns(6)
     cols[0].metric("reviewed records", f"{g.reviewed:,}", help=f"of {g.records:,} good records")
     cols[1].metric("share reviewed", _pct(g.share_reviewed))
-    cols[2].metric("frame precision", _interval(g.frames))
-    cols[3].metric("clip precision", _interval(g.clips))
-    cols[4].metric("type accuracy", _interval(g.type_accuracy))
+    cols[2].metric("frame precision", _value(g.frames))
+    cols[3].metric("clip precision", _value(g.clips))
+    cols[4].metric("type accuracy", _value(g.type_accuracy))
     kappa = figures.kappa.get("frames")
     cols[5].metric("kappa (frames)", "–" if kappa is None else f"{kappa:.2f}", help=f"{figures.double_reviewed} records reviewed twice")
+    _intervals_caption(g)
     table = pd.DataFrame([{
         "type": group, "records": x.records, "reviewed": x.reviewed, "share reviewed": x.share_reviewed,
         "frame precision": x.frames.value, "frame low": x.frames.low, "frame high": x.frames.high,
