@@ -173,6 +173,19 @@ class EngineSettings(Section):
     )
 
 
+class PublishSettings(Section):
+    """`vidthinker publish` settings. Only the review gate is validated here; VIDTHINKER_PUBLISH__DATA_FILE_MB and
+    VIDTHINKER_PUBLISH__REPO_ID are read by vidthinker/publish.py itself (hence extra keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+    min_reviewed_frame_precision: float | None = Field(
+        None, ge=0, le=1,
+        description="refuse a release whose reviewed frame precision (dashboard review; Wilson 95% lower bound) is "
+        "under this (None: off)",
+    )
+
+
 class Settings(BaseSettings):
     """All of VidThinker's settings. Sections can be extended; unknown keys are errors."""
 
@@ -189,6 +202,7 @@ class Settings(BaseSettings):
     annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     airflow: AirflowSettings = Field(default_factory=AirflowSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -62,6 +62,7 @@ from vidthinker.quality import (
     shard_folder,
     shard_paths,
 )
+from vidthinker.review import card_section, review_gate_failure
 from vidthinker.schema import (
     VIDEOITG_COLUMNS,
     FrameId,
@@ -96,6 +97,10 @@ class PublishError(RuntimeError):
     def __init__(self, message: str, *, retryable: bool = False):
         super().__init__(message)
         self.retryable = retryable
+
+
+class ReviewGateError(PublishError):
+    """The run's reviewed frame precision is under publish.min_reviewed_frame_precision (vidthinker/review.py)."""
 
 
 class PublishedRecord(Row):
@@ -306,7 +311,7 @@ def build_layout(out: str | Path, target: str | Path, *, repo_id: str, license: 
 
     records = sum(rows for _, _, rows in converted)
     data_paths = [target / _data_name(i, total) for i in range(total)]
-    card = dataset_card(repo_id, data_paths, records, quality, license=license)
+    card = dataset_card(repo_id, data_paths, records, quality, license=license, reviewed=card_section(out))
     (target / "README.md").write_text(card)
     files["README.md"] = _sha256(target / "README.md")
     return Layout(root=str(target), records=records, files=dict(sorted(files.items())), shards=names,
@@ -419,7 +424,7 @@ def _fmt_q(dist) -> str:
 
 
 def dataset_card(repo_id: str, data_paths: Sequence[Path], records: int, quality: RunQuality, *,
-                 license: str = DEFAULT_LICENSE) -> str:
+                 license: str = DEFAULT_LICENSE, reviewed: str = "") -> str:
     import yaml
 
     metadata: dict[str, Any] = {
@@ -506,7 +511,7 @@ shards; their figures are below and in `stats/quality.json`.
 | failed at | reason | records |
 | --- | --- | --- |
 {error_rows}
-{agreement}
+{agreement}{reviewed}
 ## Citation
 
 ```bibtex
@@ -645,14 +650,19 @@ def publish_dataset(
     staging: Path | None = None,
     commit_message: str | None = None,
     data_file_bytes: int | None = None,
+    min_reviewed_frame_precision: float | None = None,
 ) -> PublishResult:
-    """Lay out `out`'s shards as a dataset and bring `repo_id` (a dataset repo) up to date with it."""
+    """Lay out `out`'s shards as a dataset and bring `repo_id` (a dataset repo) up to date with it; refused
+    (ReviewGateError) when the run's reviewed frame precision is under `min_reviewed_frame_precision`."""
     out = Path(out)
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
         raise PublishError(f"repo id {repo_id!r} must look like 'owner/name'")
     branch = revision or "main"
     if not shard_folder(out).is_dir():
         raise PublishError(f"{out}: no such run folder")
+    refused = review_gate_failure(out, min_reviewed_frame_precision)
+    if refused:
+        raise ReviewGateError(refused)
     target = Path(staging) if staging else out / "_hf" / repo_id.replace("/", "__")
     try:
         layout = build_layout(out, target, repo_id=repo_id, license=license, video_root=video_root,
@@ -787,9 +797,12 @@ def publish_request(params: Mapping[str, Any], events: Sequence[Mapping[str, Any
 @redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def publish_for_airflow(params: Mapping[str, Any], events: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The publish DAG's task: resolve the request, publish, return a JSON-able summary for XCom."""
+    from vidthinker.config import load_settings
+
     request = publish_request(params, events)
     result = publish_dataset(request["out"], request["repo_id"], revision=request["revision"], private=request["private"],
-                             dry_run=request["dry_run"], tag=request["tag"])
+                             dry_run=request["dry_run"], tag=request["tag"],
+                             min_reviewed_frame_precision=load_settings().publish.min_reviewed_frame_precision)
     summary = result.model_dump(mode="json", exclude={"files"})
     summary["counts"] = result.counts()
     return summary
@@ -799,6 +812,7 @@ def publish_for_airflow(params: Mapping[str, Any], events: Sequence[Mapping[str,
 
 
 def publish(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (with shards/) or the annotate DAG's out_dir.")],
     repo_id: Annotated[str, typer.Option("--repo-id", "-r", help="Dataset repository on the hub, e.g. my-org/videoitg-annotations.")],
     revision: Annotated[str | None, typer.Option(help="Branch to publish to (created from main when missing). Default: main.")] = None,
@@ -813,13 +827,16 @@ def publish(
     with statistics, stats/quality.json), uploading only files whose content changed, and tag the version.
 
     Token: HF_TOKEN or `hf auth login`. HF_ENDPOINT selects another hub. Exit 0 on success, 2 on bad
-    input, 1 when the hub refuses or cannot be reached.
+    input or a release the review gate refuses (setting publish.min_reviewed_frame_precision: the reviewed
+    frame precision's Wilson 95% lower bound must reach it), 1 when the hub refuses or cannot be reached.
     """
     from rich.console import Console
     from rich.table import Table
 
+    from vidthinker.cli import settings_from
     from vidthinker.shards import MOVE_REMEDY, DuplicateRecordsError, check_duplicate_ids
 
+    gate = settings_from(ctx).publish.min_reviewed_frame_precision
     console = Console(stderr=True)
     try:
         check_duplicate_ids(shard_paths(out), remedy=MOVE_REMEDY)  # a published dataset must not hold a record twice
@@ -829,10 +846,12 @@ def publish(
     try:
         result = publish_dataset(out, repo_id, revision=revision, private=private, dry_run=dry_run, license=license,
                                  video_root=video_root, tag=tag,
-                                 data_file_bytes=int(data_file_mb * 1024 * 1024) if data_file_mb else None)
+                                 data_file_bytes=int(data_file_mb * 1024 * 1024) if data_file_mb else None,
+                                 min_reviewed_frame_precision=gate)
     except PublishError as error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2 if "no parquet shards" in str(error) or "must look like" in str(error) else 1) from None
+        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        bad_input = isinstance(error, ReviewGateError) or "no parquet shards" in str(error) or "must look like" in str(error)
+        raise typer.Exit(2 if bad_input else 1) from None
     table = Table("file", "action", "bytes", "source", title=f"{repo_id}@{result.revision} ({result.status})")
     for f in result.files:
         table.add_row(f.path, f.action, f"{f.size:,}", f.source or "")

@@ -540,25 +540,22 @@ def ground_truth_beside(run_dir: str | Path, figures: RunReview) -> list[dict]:
 # --------------------------------------------------------------------------- publishing
 
 
-class ReviewGateError(ValueError):
-    """A release is refused: the reviewed frame precision's lower bound is under the team's threshold."""
-
-
-def check_review_gate(run_dir: str | Path, threshold: float | None) -> RunReview | None:
-    """Raise ReviewGateError when the Wilson 95% lower bound of the run's reviewed frame precision is under
-    `threshold` (None: the gate is off, nothing is read)."""
+def review_gate_failure(run_dir: str | Path, threshold: float | None) -> str | None:
+    """Why a release of the run is refused: the Wilson 95% lower bound of its reviewed frame precision is
+    under `threshold`, or nothing is reviewed (one line, naming the figure); None when it passes or the
+    gate is off (`threshold` None: nothing is read)."""
     if threshold is None:
         return None
     figures = review_figures(run_dir)
     frames = figures.groups["all"].frames
     setting = f"publish.min_reviewed_frame_precision = {threshold:g}"
     if not frames.n:
-        raise ReviewGateError(f"reviewed frame precision of {Path(run_dir).name}: no current review of the frames "
-                              f"({figures.outdated} outdated), so it cannot meet {setting}; review a sample in the dashboard")
+        return (f"reviewed frame precision of {Path(run_dir).name}: no current review of the frames "
+                f"({figures.outdated} outdated), so it cannot meet {setting}; review a sample in the dashboard")
     if frames.low < threshold:
-        raise ReviewGateError(f"reviewed frame precision of {Path(run_dir).name}: Wilson 95% lower bound {frames.low:.3f} "
-                              f"({frames.value:.3f} over {frames.n} reviewed records) is under {setting}")
-    return figures
+        return (f"reviewed frame precision of {Path(run_dir).name}: Wilson 95% lower bound {frames.low:.3f} "
+                f"({frames.value:.3f} over {frames.n} reviewed records) is under {setting}")
+    return None
 
 
 def card_section(run_dir: str | Path) -> str:
