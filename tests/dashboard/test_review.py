@@ -115,6 +115,13 @@ def _ready(page, view: str, **attrs) -> dict:
     return page.locator(selector).evaluate("e => Object.assign({}, e.dataset)")
 
 
+def _part(page, name: str, **attrs) -> None:
+    selector = f'[data-testid="vt-part"][data-part="{name}"]' + "".join(f'[data-{k}="{v}"]' for k, v in attrs.items())
+    page.wait_for_selector(selector, state="attached", timeout=READY_MS)
+    exceptions = page.locator('[data-testid="stException"]').all_inner_texts()
+    assert not exceptions, f"{name} raised: {exceptions[0][:2000]}"
+
+
 def _button(page, field: str, value: str):
     return page.locator(f'[class*="st-key-rv-{field}-{value}-"] button')
 
@@ -169,20 +176,20 @@ def test_review_five_records_with_clicks_and_keys(tab, app, review_root, artifac
             wrong = int(strip.locator("figure.selected").first.get_attribute("data-frame-id"))
             other = int(strip.locator("figure:not(.selected)").first.get_attribute("data-frame-id"))
             strip.locator(f'figure[data-frame-id="{wrong}"]').click()
-            _ready(page, "review", pos=0, marks=str(wrong))
+            _part(page, "marks", marks=str(wrong))
             page.locator(f'[data-testid="review-strip"] figure[data-frame-id="{other}"]').click()
-            _ready(page, "review", pos=0, marks=",".join(map(str, sorted([wrong, other]))))
+            _part(page, "marks", marks=",".join(map(str, sorted([wrong, other]))))
             assert page.locator(f'[data-testid="review-strip"] figure.marked-wrong[data-frame-id="{wrong}"]').count() == 1
             assert page.locator(f'[data-testid="review-strip"] figure.marked-missing[data-frame-id="{other}"]').count() == 1
             marked = (wrong, other)
         type_value = {"right": "True", "wrong": "False"}[kind]
         if by == "click":
             _button(page, "frames", frames).click()
-            _ready(page, "review", pos=pos, frames=frames)
+            _part(page, "verdict", record=state["record"], frames=frames)
             _button(page, "clips", clips).click()
-            _ready(page, "review", pos=pos, clips=clips)
+            _part(page, "verdict", record=state["record"], clips=clips)
             _button(page, "type_ok", kind).click()
-            _ready(page, "review", pos=pos, type=type_value)
+            _part(page, "verdict", record=state["record"], type=type_value)
             if pos == 0:
                 note = page.get_by_label("Note (optional)")
                 note.fill("frame marks test")
@@ -193,11 +200,11 @@ def test_review_five_records_with_clicks_and_keys(tab, app, review_root, artifac
         else:
             page.locator("h1").first.click()  # focus the page, not an input
             page.keyboard.press(keys["frames"][frames])
-            _ready(page, "review", pos=pos, frames=frames)
+            _part(page, "verdict", record=state["record"], frames=frames)
             page.keyboard.press(keys["clips"][clips])
-            _ready(page, "review", pos=pos, clips=clips)
+            _part(page, "verdict", record=state["record"], clips=clips)
             page.keyboard.press(keys["type"][kind])
-            _ready(page, "review", pos=pos, type=type_value)
+            _part(page, "verdict", record=state["record"], type=type_value)
             page.keyboard.press("n")
     _ready(page, "review", pos=5, saved=5)
     assert page.evaluate("window.__sameDocument") == "yes"  # every next record came without a page load

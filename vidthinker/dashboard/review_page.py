@@ -152,15 +152,16 @@ def _verdict_buttons(label: str, options: dict, field: str, verdict: dict, gen: 
                    type="primary" if verdict.get(field) == value else "secondary", use_container_width=True)
 
 
-def _save(run: Path, reviewer: str, record: VideoITGRecord, item: SampleItem, marks: list[int]) -> None:
+def _save(run: Path, reviewer: str, record: VideoITGRecord, item: SampleItem, marks_key: str, note_key: str) -> None:
     state = _state()
     verdict = state["verdicts"].setdefault(record.id, {})
+    marks = [int(m) for m in st.session_state.get(marks_key) or []]
     selected = set(record.frame_num)
     review = Review(reviewer=reviewer, record_id=record.id, record_hash=record_hash(record),
                     instruction_type=record.instruction_type, shard=item.shard.name, frames=verdict.get("frames"),
                     wrong_frames=sorted(f for f in marks if f in selected),
                     missing_frames=sorted(f for f in marks if f not in selected),
-                    clips=verdict.get("clips"), type_ok=verdict.get("type_ok"), note=verdict.get("note", "").strip())
+                    clips=verdict.get("clips"), type_ok=verdict.get("type_ok"), note=(st.session_state.get(note_key) or "").strip())
     if review.frames is None:
         state["message"] = "Give the frames verdict (1 right · 2 partly · 3 wrong) before saving."
         return
@@ -284,35 +285,59 @@ def review() -> None:
         st.error(str(error))
         _ready("review", record="", error="fetch")
         return
-    verdict = state["verdicts"].setdefault(record.id, {})
     st.subheader(f"{pos + 1} / {len(items)} · {record.question}", anchor=False)
     st.caption(f"`{record.id}` · shard `{item.shard.name}` · video `{record.video}` · type **{record.instruction_type or 'unknown'}**")
     st.markdown(f"**Answer:** {record.answer or '–'}  \n**frame_num** ({len(record.frame_num)}): `{record.frame_num}` · "
                 f"**clip_num**: `{record.clip_num}`")
     thumbs = _thumbs(video_key(record.video), record.model_dump_json())
+    st.html(CLICK_SCRIPT, unsafe_allow_javascript=True)
     marks_key = f"marks-{gen}-{pos}"
+    _strip_part(record, thumbs, marks_key)
+    _verdict_part(run, reviewer, record, item, marks_key, gen, pos)
+    _earlier(run, record)
+    st.divider()
+    _stages(record)
+    _ready("review", record=record.id, pos=pos, saved=state["saved"])
+
+
+def _part(name: str, **attrs: object) -> None:
+    """A marker written last in a fragment (a fragment's rerun does not rewrite the page's vt-ready)."""
+    extra = "".join(f' data-{k}="{html.escape(str(v))}"' for k, v in attrs.items())
+    st.html(f'<div data-testid="vt-part" data-part="{name}"{extra} style="display:none"></div>')
+
+
+# Verdict clicks and frame marks rerun only their fragment (not the strip's thumbnails or the stages):
+# on a large run under load that is what keeps a click fast.
+@st.fragment
+def _strip_part(record: VideoITGRecord, thumbs: Thumbs, marks_key: str) -> None:
     marks = [int(m) for m in st.session_state.get(marks_key) or []]
     st.html(_marked_strip(record, thumbs, marks))
-    st.html(CLICK_SCRIPT, unsafe_allow_javascript=True)
     frames_shown = sorted(set(thumbs.jpegs) | set(record.frame_num))
     with st.container(key="review-marks"):
         st.pills("Frames marked: selected → wrong, not selected → missing (click them on the strip or here)",
                  [str(f) for f in frames_shown], selection_mode="multi", key=marks_key)
+    _part("marks", record=record.id, marks=",".join(map(str, marks)))
+
+
+@st.fragment
+def _verdict_part(run: Path, reviewer: str, record: VideoITGRecord, item: SampleItem, marks_key: str, gen: int, pos: int) -> None:
+    state = _state()
+    verdict = state["verdicts"].setdefault(record.id, {})
     _verdict_buttons("Frames", FRAME_KEYS, "frames", verdict, gen, pos)
     _verdict_buttons("Clips", CLIP_KEYS, "clips", verdict, gen, pos)
     _verdict_buttons(f"Type `{record.instruction_type or 'unknown'}`", TYPE_KEYS, "type_ok", verdict, gen, pos)
-    verdict["note"] = st.text_input("Note (optional)", verdict.get("note", ""), key=f"rv-note-{gen}-{pos}")
+    note_key = f"rv-note-{gen}-{pos}"
+    st.text_input("Note (optional)", key=note_key)
     cols = st.columns([1.3, 1, 1, 4])
-    cols[1].button("Save & next", key=f"rv-save-{gen}-{pos}", shortcut=NEXT_KEY, type="primary",
-                   on_click=_save, args=(run, reviewer, record, item, marks), use_container_width=True)
-    cols[2].button("Skip", key=f"rv-skip-{gen}-{pos}", on_click=_skip, use_container_width=True)
+    saved = cols[1].button("Save & next", key=f"rv-save-{gen}-{pos}", shortcut=NEXT_KEY, type="primary", on_click=_save,
+                           args=(run, reviewer, record, item, marks_key, note_key), use_container_width=True)
+    skipped = cols[2].button("Skip", key=f"rv-skip-{gen}-{pos}", on_click=_skip, use_container_width=True)
+    if (saved or skipped) and not state["message"]:
+        st.rerun()  # the whole page: the next record
     if state["message"]:
         st.error(state["message"])
-    _earlier(run, record)
-    st.divider()
-    _stages(record)
-    _ready("review", record=record.id, pos=pos, saved=state["saved"], frames=verdict.get("frames") or "",
-           clips=verdict.get("clips") or "", type=verdict.get("type_ok", ""), marks=",".join(map(str, marks)))
+    _part("verdict", record=record.id, frames=verdict.get("frames") or "", clips=verdict.get("clips") or "",
+          type=verdict.get("type_ok", ""))
 
 
 def _summary(run: Path) -> None:
