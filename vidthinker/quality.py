@@ -438,6 +438,8 @@ class ShardRef(BaseModel):
     error_rate: float
     videos: int
     content_hash: str | None = None
+    errors_by_stage: dict[str, int] | None = Field(None, description="failed records by stage (None: not stored)")
+    instruction_types: dict[str, int] | None = Field(None, description="good records by type (None: not stored)")
 
 
 class RunQuality(QualityFigures):
@@ -1308,7 +1310,8 @@ def compute_run_quality(
         run_dir=str(run_dir),
         run_id=_run_id_from_summary(run_dir) or (run_ids[0] if len(run_ids) == 1 else None),
         shards=[ShardRef(shard=p.shard, records=p.records, errors=p.errors, error_rate=p.error_rate, videos=p.videos,
-                         content_hash=p.content_hash) for p in parts],
+                         content_hash=p.content_hash, errors_by_stage={k: v.errors for k, v in p.errors_by_stage.items()},
+                         instruction_types=dict(p.instruction_types)) for p in parts],
         agreement=agreement.result() if agreement else None,
         ground_truth_manifest=manifest_name,
         **run_level,

@@ -81,6 +81,22 @@ def test_filter_counts_are_remembered_until_the_run_changes(run, monkeypatch):
     assert shard_counts(run, flt)[1] == first + [1]
 
 
+def test_status_counts_come_from_the_stored_figures(run, monkeypatch):
+    from vidthinker.quality import compute_run_quality
+
+    quality = compute_run_quality(run, manifest=[])
+    filters = [RecordFilter(status="ok"), RecordFilter(status="error"), RecordFilter(status="error", stage="retrieve"),
+               RecordFilter(status="ok", instruction_type="semantic_only"), RecordFilter(status="ok", instruction_type="unknown")]
+    scanned = [shard_counts(run, flt)[1] for flt in filters]
+    monkeypatch.setattr(D, "run_dataset", lambda *a, **k: pytest.fail("scanned although the figures hold the counts"))
+    assert [shard_counts(run, flt, quality)[1] for flt in filters] == scanned
+    monkeypatch.undo()
+    assert record_page(run, filters[1], 2, 3, quality=quality).table["id"].to_pylist() == _reference(run, filters[1])[2:5]
+    # figures of other shards are not used
+    write_shard([_record("vid/1-0", "q0", error="Timeout: x")], run / "shards" / "shard-00001.parquet")
+    assert shard_counts(run, RecordFilter(status="error"), quality)[1] == [3, 1, 3]
+
+
 def test_a_record_is_read_from_its_videos_shard(run, monkeypatch):
     opened = []
     real = D._fragment_table

@@ -286,11 +286,12 @@ def _filters(prefix: str, run: str, signature: tuple, *, failures: bool) -> Reco
 def _paged(run: str, flt: RecordFilter, prefix: str) -> pd.DataFrame:
     controls = st.columns([1, 1, 4])
     size = controls[0].selectbox("page size", PAGE_SIZES, index=1, key=f"{prefix}-size")
-    total = sum(shard_counts(Path(run), flt)[1])
+    quality = st.session_state.get("_quality")  # stored figures of the current shards, or None
+    total = sum(shard_counts(Path(run), flt, quality)[1])
     pages = max(1, -(-total // size))
     page_no = controls[1].number_input(f"page (of {pages})", min_value=1, max_value=pages,
                                        value=min(pages, int(st.query_params.get("page", 1) or 1)), key=f"{prefix}-page")
-    page = record_page(Path(run), flt, (page_no - 1) * size, size)
+    page = record_page(Path(run), flt, (page_no - 1) * size, size, quality=quality)
     controls[2].caption(f"{page.total:,} matching records · showing {page.offset + 1 if page.total else 0}–"
                         f"{page.offset + page.table.num_rows}")
     return page_frame(page)

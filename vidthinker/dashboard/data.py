@@ -38,6 +38,7 @@ from vidthinker.quality import (
     drift_report,
     find_runs,
     fresh_run_quality,
+    shard_folder,
     shard_paths,
 )
 from vidthinker.schema import VideoITGRecord, arrow_schema, validate_row
@@ -264,13 +265,50 @@ def _filter_columns(flt: RecordFilter) -> list[str]:
     return names or ["id"]
 
 
-def shard_counts(run_dir: Path, flt: RecordFilter = RecordFilter()) -> tuple[list[ShardRows], list[int]]:
-    """The shards and how many rows of each match `flt`: manifests without a filter; with one, a scan of
-    the filter's columns only (remembered per run state and filter)."""
+def _counts_from_figures(run_dir: Path, shards: list[ShardRows], flt: RecordFilter,
+                         quality: RunQuality | None) -> list[int] | None:
+    """Per-shard counts of a status filter (with a type for good records, or a stage for failed ones)
+    from the run's stored per-shard figures, when they describe exactly these shards; else None."""
+    if quality is None or flt.status == "all" or flt.reason or flt.search or flt.video_id:
+        return None
+    if (flt.status == "ok" and flt.stage) or (flt.status == "error" and flt.instruction_type) or flt.stage == "unknown":
+        return None
+    refs = {ref.shard: ref for ref in quality.shards}
+    base = shard_folder(Path(run_dir))
+    counts = []
+    for shard in shards:
+        ref = refs.get(shard.path.relative_to(base).as_posix())
+        if ref is None or ref.records != shard.rows:
+            return None
+        if flt.status == "ok":
+            if flt.instruction_type:
+                if ref.instruction_types is None:
+                    return None
+                counts.append(ref.instruction_types.get(flt.instruction_type, 0))
+            else:
+                counts.append(ref.records - ref.errors)
+        elif flt.stage:
+            if ref.errors_by_stage is None:
+                return None
+            counts.append(ref.errors_by_stage.get(flt.stage, 0))
+        else:
+            counts.append(ref.errors)
+    return counts
+
+
+def shard_counts(run_dir: Path, flt: RecordFilter = RecordFilter(),
+                 quality: RunQuality | None = None) -> tuple[list[ShardRows], list[int]]:
+    """The shards and how many rows of each match `flt`: manifests without a filter; a status filter (with
+    a type for good records or a stage for failed ones) from `quality`'s per-shard figures when they are
+    the current shards' (`fresh_run_quality`); otherwise a scan of the filter's columns only, remembered
+    per run state and filter."""
     shards = shard_rows(run_dir)
     expression = flt.expression()
     if expression is None:
         return shards, [s.rows for s in shards]
+    from_figures = _counts_from_figures(run_dir, shards, flt, quality)
+    if from_figures is not None:
+        return shards, from_figures
     key = (str(run_dir), run_signature(run_dir), flt)
     with _cache_lock:
         if key in _count_cache:
@@ -302,11 +340,11 @@ def _read_rows(path: Path, start: int, stop: int, columns: Sequence[str]) -> pa.
 
 
 def record_page(run_dir: Path, flt: RecordFilter = RecordFilter(), offset: int = 0, limit: int = 50,
-                columns: Sequence[str] = LIST_COLUMNS) -> Page:
+                columns: Sequence[str] = LIST_COLUMNS, quality: RunQuality | None = None) -> Page:
     """Rows `offset .. offset+limit` of the records matching `flt`, listing columns only, plus the match count.
 
     Jumps to the shard (and, unfiltered, the row groups) where the page starts, from per-shard counts."""
-    shards, counts = shard_counts(run_dir, flt)
+    shards, counts = shard_counts(run_dir, flt, quality)
     total = sum(counts)
     expression = flt.expression()
     schema = pa.schema([arrow_schema(VideoITGRecord).field(c) for c in columns])
