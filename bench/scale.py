@@ -295,14 +295,17 @@ def downstream(argv: list[str]) -> None:
         if "dashboard" in tools:
             click = (
                 "import time; from pathlib import Path; from vidthinker.dashboard.data import RecordFilter, record_page, "
-                "get_record, shard_counts\n"
+                "get_record, shard_counts\nfrom vidthinker.quality import fresh_run_quality\n"
                 f"run = Path({str(run)!r}); out = []\n"
                 "def t(name, f):\n    s = time.perf_counter(); r = f(); out.append(f'{name} {time.perf_counter() - s:.3f}'); return r\n"
-                "p = t('page-1', lambda: record_page(run, RecordFilter(), 0, 50))\n"
-                "t('page-middle', lambda: record_page(run, RecordFilter(), p.total // 2, 50))\n"
-                "t('filter-error-first', lambda: record_page(run, RecordFilter(status='ok', instruction_type='semantic_only'), 500, 50))\n"
-                "t('filter-error-next', lambda: record_page(run, RecordFilter(status='ok', instruction_type='semantic_only'), 550, 50))\n"
-                "t('search-first', lambda: record_page(run, RecordFilter(search='video 12,'), 0, 50))\n"
+                "q = t('figures', lambda: fresh_run_quality(run))\n"
+                "p = t('page-1', lambda: record_page(run, RecordFilter(), 0, 50, quality=q))\n"
+                "t('page-middle', lambda: record_page(run, RecordFilter(), p.total // 2, 50, quality=q))\n"
+                "t('ok+type', lambda: record_page(run, RecordFilter(status='ok', instruction_type='semantic_only'), 500, 50, quality=q))\n"
+                "t('failures', lambda: record_page(run, RecordFilter(status='error'), 0, 50, quality=q))\n"
+                "t('search-first', lambda: record_page(run, RecordFilter(search='video 12,'), 0, 50, quality=q))\n"
+                "t('search-next-page', lambda: record_page(run, RecordFilter(search='video 12,'), 50, 50, quality=q))\n"
+                "t('other-search', lambda: record_page(run, RecordFilter(search='question 3)'), 0, 50, quality=q))\n"
                 "last = record_page(run, RecordFilter(), p.total - 1, 1).table['id'][0].as_py()\n"
                 "t('record', lambda: get_record(run, last))\n"
                 "print(' '.join(out))")
