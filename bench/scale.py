@@ -218,7 +218,7 @@ def measure(argv: list[str], env: dict | None = None) -> tuple[float, float, str
                "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); w = time.perf_counter() - t; "
                "print(json.dumps([w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, p.returncode, "
                "(p.stdout + p.stderr)[-2000:]]))")
-    done = subprocess.run([PY, "-c", wrapper, *argv], capture_output=True, text=True, env=env, cwd=REPO)
+    done = subprocess.run([PY, "-c", wrapper, *argv], capture_output=True, text=True, env=env, cwd=REPO, check=True)
     wall, peak, code, output = json.loads(done.stdout.strip().splitlines()[-1])
     if code != 0:
         print(f"  ! {' '.join(argv[3:6])} exited {code}: {output[-600:]}")
@@ -263,7 +263,7 @@ def downstream(argv: list[str]) -> None:
         run = build_run(work, size, source)
         shards = str(run / "shards" / "*.parquet")
 
-        def add(tool: str, command: list[str], baseline: list[str] | None, note: str = "") -> None:
+        def add(tool: str, command: list[str], baseline: list[str] | None, note: str = "", size: int = size) -> None:
             wall, peak, output = measure(command, env)
             base = measure(baseline, env)[0] if baseline else None
             if tool.startswith("train"):  # load_samples + data_version inside the process (torch import aside)

@@ -8,7 +8,6 @@ import json
 import re
 
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
 from vidthinker.cli import app

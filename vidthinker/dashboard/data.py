@@ -111,7 +111,7 @@ def ensure_quality(run_dir: Path) -> str:
         state = _reap(key, run_signature(Path(run_dir)))
         if state is not None:
             return state
-        log = tempfile.TemporaryFile()
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - the job's stderr, read and closed when it is reaped
         _jobs[key] = subprocess.Popen(quality_command(Path(run_dir)), stdout=subprocess.DEVNULL, stderr=log)
         return "running"
 
@@ -400,7 +400,6 @@ def _shards_of_record(run_dir: Path, record_id: str) -> list[Path]:
 def get_record(run_dir: Path, record_id: str) -> VideoITGRecord | None:
     """One record by id: the shard its video is in, with the id filter pushed down (only that row is
     decoded into Python); the other shards' `id` columns only when no manifest names the video."""
-    schema = arrow_schema(VideoITGRecord)
     for path in _shards_of_record(run_dir, record_id):
         table = _fragment_table(run_dir, path, None, pc.field("id") == record_id)
         if table.num_rows:
