@@ -21,13 +21,16 @@ import html
 import os
 import re
 import sys
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html, video_key
+from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html
 from vidthinker.quality import find_runs
 from vidthinker.review import (
     Review,
@@ -87,9 +90,30 @@ def _ready(page: str, **attrs: object) -> None:
     st.html(f'<div data-testid="vt-ready" data-page="{page}"{extra} style="display:none">ready</div>')
 
 
-@st.cache_data(max_entries=48, show_spinner="decoding frames…")
-def _thumbs(key: tuple, record_json: str) -> Thumbs:
-    return decode_thumbs(key[0], VideoITGRecord.model_validate_json(record_json))
+# The record and its thumbnails, loaded in a background thread: the next record of the sample is
+# prefetched while the reviewer judges this one, so "next" does not wait for a video decode.
+_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-review-prefetch")
+_ahead: OrderedDict[tuple, Future] = OrderedDict()
+_ahead_lock = threading.Lock()
+
+
+def _load(item: SampleItem) -> tuple[VideoITGRecord, Thumbs]:
+    record = fetch_records([item])[0]
+    return record, decode_thumbs(record.video, record)
+
+
+def _loading(item: SampleItem) -> Future:
+    try:
+        stamp = item.shard.stat().st_mtime_ns
+    except OSError:
+        stamp = -1
+    key = (str(item.shard), stamp, item.row, item.record_id)
+    with _ahead_lock:
+        if key not in _ahead:
+            _ahead[key] = _pool.submit(_load, item)
+            while len(_ahead) > 16:
+                _ahead.popitem(last=False)
+        return _ahead[key]
 
 
 def _pick_run(key: str) -> Path:
@@ -280,7 +304,8 @@ def review() -> None:
         return
     item = items[pos]
     try:
-        record = fetch_records([item])[0]
+        with st.spinner("loading the record and its frames…"):
+            record, thumbs = _loading(item).result()
     except ReviewError as error:
         st.error(str(error))
         _ready("review", record="", error="fetch")
@@ -289,7 +314,8 @@ def review() -> None:
     st.caption(f"`{record.id}` · shard `{item.shard.name}` · video `{record.video}` · type **{record.instruction_type or 'unknown'}**")
     st.markdown(f"**Answer:** {record.answer or '–'}  \n**frame_num** ({len(record.frame_num)}): `{record.frame_num}` · "
                 f"**clip_num**: `{record.clip_num}`")
-    thumbs = _thumbs(video_key(record.video), record.model_dump_json())
+    if pos + 1 < len(items):
+        _loading(items[pos + 1])  # prefetch the next one
     st.html(CLICK_SCRIPT, unsafe_allow_javascript=True)
     marks_key = f"marks-{gen}-{pos}"
     _strip_part(record, thumbs, marks_key)
