@@ -284,3 +284,17 @@ def test_a_review_of_a_record_changed_by_a_rerun_is_outdated(tab, app, review_ro
     page.goto(f"{app.url}/reviewed?{urlencode({'run': run.name})}")
     state = _ready(page, "reviewed", run=run.name)
     assert (state["outdated"], state["reviewed"]) == ("1", "4")
+
+
+def test_bad_review_requests_are_named(tab, app, review_root):
+    run = _run(review_root)
+    page = tab
+    page.goto(f"{app.url}/review?{urlencode({'run': run.name, 'reviewer': 'a b/c'})}")
+    _ready(page, "review", error="reviewer")
+    assert "Reviewer 'a b/c': use 1-64 letters" in page.inner_text("body")
+    page.goto(f"{app.url}/review?{urlencode({'run': run.name, 'reviewer': 'carol', 'record': 'no-such/q1'})}")
+    _ready(page, "review", error="record")
+    assert f"record 'no-such/q1' is not a good record of run {run.name}" in page.inner_text("body")
+    page.goto(f"{app.url}/review?{urlencode({'run': run.name, 'reviewer': 'carol', 'n': 'many', 'seed': 2})}")
+    _ready(page, "review", pos=0)
+    assert "URL parameter n='many' is not a whole number; using 20" in page.inner_text("body")

@@ -40,7 +40,8 @@ def dashboard(
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 to share on the network.")] = "127.0.0.1",
 ) -> None:
     """Serve the annotation-quality dashboard: run overview and trends, distributions, a record browser
-    with each record's frames on a timeline, and a failure browser.
+    with each record's frames on a timeline, a failure browser, and human review of a sample of records
+    (Review page; reviewed precision with intervals on the Reviewed-quality page).
 
     Quality figures are read from each run's quality/ folder; when missing or older than the shards,
     `vidthinker quality` computes and stores them in a background process (pages show them once stored).

@@ -116,6 +116,19 @@ def _loading(item: SampleItem) -> Future:
         return _ahead[key]
 
 
+def _int_param(name: str, default: int, low: int, high: int) -> int:
+    """An integer URL parameter within [low, high]; a bad one falls back to the default (and says so)."""
+    raw = st.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        st.sidebar.warning(f"URL parameter {name}={raw!r} is not a whole number; using {default}")
+        return default
+    return min(high, max(low, value))
+
+
 def _pick_run(key: str) -> Path:
     runs = find_runs(_root())
     names = [r.name for r in runs]
@@ -270,8 +283,8 @@ def review() -> None:
     run = _pick_run("review-run")
     qp = st.query_params
     reviewer = st.sidebar.text_input("Reviewer", qp.get("reviewer") or default_reviewer(), key="review-reviewer").strip()
-    size = int(st.sidebar.number_input("Sample size", 1, 1000, int(qp.get("n", 20) or 20), key="review-n"))
-    seed = int(st.sidebar.number_input("Seed", 0, 2**31 - 1, int(qp.get("seed", 0) or 0), key="review-seed"))
+    size = int(st.sidebar.number_input("Sample size", 1, 1000, _int_param("n", 20, 1, 1000), key="review-n"))
+    seed = int(st.sidebar.number_input("Seed", 0, 2**31 - 1, _int_param("seed", 0, 0, 2**31 - 1), key="review-seed"))
     record_param = qp.get("record") or None
     st.title(f"Review · {run.name}")
     try:
