@@ -147,7 +147,7 @@ def test_every_dag_under_a_real_scheduler(two_videos, stub, tmp_path):
     # the operator's log: a line per video with endpoint/model names, no ERROR lines, from both engines
     for log, engine in ((shard_log, "ray"), (local_log, "local")):
         events = [str(line.get("event", "")) for line in log]
-        assert any("video 1/1" in e and "questions" in e and "model time" in e for e in events), (engine, events)
+        assert any("video 1/1" in e and "questions" in e and "model call time" in e for e in events), (engine, events)
         assert any(f"engine={engine}" in e and f"endpoint {stub.base_url}" in e and "caption=scripted" in e
                    for e in events), (engine, events)
         errors = [line for line in log if str(line.get("level", "")).lower() in ("error", "critical")]

@@ -148,10 +148,10 @@ def test_plan_fails_when_out_dir_holds_shards_made_with_other_settings(tmp_path)
     assert shard_file(out, spec.shard_id).stat().st_mtime_ns == before
 
 
-def _record(vid: str, error: str | None = None, stage: str | None = None, caption_s: float = 0.5):
-    trace = SimpleNamespace(latency_s=caption_s)
+def _record(vid: str, error: str | None = None, stage: str | None = None, caption_s: float = 0.5, caption: str = ""):
+    trace = SimpleNamespace(latency_s=caption_s, raw_output=caption or f"{vid} {error}")
     return SimpleNamespace(video_id=vid, error=error, error_stage=stage, ok=error is None,
-                           captions=[SimpleNamespace(trace=trace)],
+                           captions=[SimpleNamespace(clip_id=0, trace=trace)],
                            retrieval=SimpleNamespace(trace=SimpleNamespace(latency_s=0.25)), localization=None)
 
 
@@ -178,6 +178,17 @@ def test_shard_progress_logs_each_video_and_warns_with_failure_reasons(caplog, m
     assert level == "WARNING" and "shard s-0001: 2 of 3 records failed" in summary
     assert "CorruptVideo in decode x1" in summary and "ModelUnavailable in caption x1" in summary
     assert key not in caplog.text
+
+
+def test_a_shared_caption_call_counts_once(caplog):
+    import logging
+
+    from vidthinker.orchestration.progress import ShardProgress
+
+    caplog.set_level(logging.INFO, logger="vidthinker.orchestration.tasks")
+    records = [_record("v", caption="a red circle", caption_s=2.0) for _ in range(3)]  # caption_mode=shared
+    ShardProgress("s-3", 1).video_done(SimpleNamespace(video_id="v", qa=[1, 2, 3]), records)
+    assert "model call time caption 2.0 s, retrieve 0.8 s" in caplog.text
 
 
 def test_a_shard_without_failures_logs_no_warning(caplog):

@@ -30,14 +30,17 @@ def _reason(error: str) -> str:
 
 
 def _stage_seconds(records: Sequence[Any]) -> dict[str, float]:
-    """Model time per stage (sum of the traces' latencies over the video's records; 0 for cache hits)."""
+    """Model call time per stage: the traces' latencies summed over the video's calls (concurrent calls
+    overlap, so the sum can exceed the wall time; 0 for cache hits)."""
     out = {"caption": 0.0, "retrieve": 0.0, "localize": 0.0}
-    seen_captions: set[int] = set()
+    seen_captions: set[tuple] = set()
     for record in records:
         for caption in record.captions or []:
-            if id(caption) not in seen_captions:  # shared captions: the same object in every record
-                seen_captions.add(id(caption))
-                out["caption"] += caption.trace.latency_s
+            trace = caption.trace
+            key = (getattr(caption, "clip_id", None), trace.latency_s, getattr(trace, "raw_output", None))
+            if key not in seen_captions:  # caption_mode=shared: every record carries a copy of the same call
+                seen_captions.add(key)
+                out["caption"] += trace.latency_s
         if record.retrieval is not None:
             out["retrieve"] += record.retrieval.trace.latency_s
         if record.localization is not None:
@@ -91,7 +94,7 @@ class ShardProgress:
         times = _stage_seconds(records)
         stage_text = ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
         line = (f"shard {self.shard_id} video {self.done}/{self.videos} {row.video_id}: {len(row.qa)} questions, "
-                f"{len(records) - len(errors)} ok, {len(errors)} failed; model time {stage_text}; "
+                f"{len(records) - len(errors)} ok, {len(errors)} failed; model call time {stage_text}; "
                 f"{time.perf_counter() - self.started:.1f} s into the shard")
         if errors:
             first = str(errors[0].error)[:REASON_CHARS]
