@@ -422,7 +422,7 @@ def export(
         "flag the first copy is kept."))] = False,
 ) -> None:
     """Export record shards as VideoITG-40K JSON: its exact columns and values ("Yes"/"No", relative videos)."""
-    from vidthinker.formats import export_videoitg_json, iter_records
+    from vidthinker.formats import export_videoitg_json
     from vidthinker.shards import DuplicateRecordsError, unique_records_source
 
     if video_root is not None and manifest is not None:
@@ -431,7 +431,7 @@ def export(
     absolute: list[str] = []
     try:
         with unique_records_source(shards, drop=drop_duplicates) as source:
-            count = export_videoitg_json(iter_records(source), out_file, include_errors=include_errors,
+            count = export_videoitg_json(source, out_file, include_errors=include_errors,
                                          video_root=root, absolute=absolute)
     except (SchemaError, DuplicateRecordsError) as error:
         raise _fail(str(error)) from None

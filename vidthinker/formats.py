@@ -345,7 +345,7 @@ _CANONICAL_INT = re.compile(r"0|[1-9][0-9]*")
 
 
 def export_videoitg_json(
-    records: Iterable[VideoITGRecord],
+    records: Iterable[VideoITGRecord] | str | Path,
     out: str | Path,
     *,
     include_errors: bool = False,
@@ -361,34 +361,125 @@ def export_videoitg_json(
     is written as stored, and the absolute ones are appended to `absolute` (when given) so the caller
     can say so. `id`s that are integers in canonical form are written as JSON integers, as in the
     release; others (annotated records: "<video_id>/<qa_id>") stay strings.
+
+    `records` may be a shard folder or file instead: then only the eight columns (and `error`) are read,
+    batch by batch (pyarrow column projection), and only what is written is validated (ids, videos and
+    questions non-empty, frame and clip ids >= 0, motion/existence yes/no; full validation is
+    `vidthinker validate`'s job). Either way the JSON is written record by record to a temporary file
+    renamed at the end (one record per line inside the list), so memory stays at one batch.
     """
     root = None if video_root is None else str(video_root)
-    rows = []
-    for record in records:
-        if not (include_errors or record.ok):
-            continue
-        video = _release_video(record, root)
-        if root is None and absolute is not None and (os.path.isabs(video) or "://" in video):
-            absolute.append(video)
-        values = (
-            int(record.id) if _CANONICAL_INT.fullmatch(record.id) else record.id,
-            video,
-            record.question,
-            record.answer,
-            record.frame_num,
-            record.clip_num,
-            _RELEASE_YES_NO[record.motion],
-            _RELEASE_YES_NO[record.existence],
-        )
-        rows.append(dict(zip(VIDEOITG_COLUMNS, values, strict=True)))
+    if isinstance(records, (str, Path)):
+        rows = _projected_rows(Path(records), include_errors)
+    else:
+        rows = ((r, r.id, r.video, r.question, r.answer, r.frame_num, r.clip_num, r.motion, r.existence)
+                for r in records if include_errors or r.ok)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return len(rows)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    count = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write("[")
+            for where, rid, video, question, answer, frame_num, clip_num, motion, existence in rows:
+                video = _release_video(where, root, video=video)
+                if root is None and absolute is not None and (os.path.isabs(video) or "://" in video):
+                    absolute.append(video)
+                values = (
+                    int(rid) if _CANONICAL_INT.fullmatch(rid) else rid,
+                    video,
+                    question,
+                    answer,
+                    frame_num,
+                    clip_num,
+                    _RELEASE_YES_NO[motion],
+                    _RELEASE_YES_NO[existence],
+                )
+                handle.write(("\n" if count == 0 else ",\n")
+                             + json.dumps(dict(zip(VIDEOITG_COLUMNS, values, strict=True)), ensure_ascii=False))
+                count += 1
+            handle.write("\n]\n" if count else "]\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
 
 
-def _release_video(record: VideoITGRecord, root: str | None) -> str:
-    video = record.video
+class _Where:
+    """What `_release_video` names in an error: the record id, and the shard row it was read from (one
+    object, updated per row)."""
+
+    __slots__ = ("path", "rid", "row")
+
+    @property
+    def id(self) -> str:
+        return f"{self.rid} ({self.path} row {self.row})"
+
+
+def _first_bad(path: Path, offset, batch, problems) -> None:
+    """Raise SchemaError for the first row of `batch` a check in `problems` ({name: bad-row mask}) flags."""
+    import pyarrow.compute as pc
+
+    for name, mask in problems.items():
+        index = pc.index(mask, True).as_py()
+        if index >= 0:
+            raise SchemaError(f"{path} row {offset[index]}: not a valid VideoITGRecord: bad {name} "
+                              f"(id {batch.column('id')[index].as_py()!r}); run `vidthinker validate {path}`")
+
+
+def _projected_rows(source: Path, include_errors: bool):
+    """(where, the eight VideoITG columns) of each record to export, read with only those columns (+ `error`)
+    and checked per batch with pyarrow compute (what is written, nothing else)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = list(VIDEOITG_COLUMNS) + ["error"]
+    where = _Where()
+    yes_no = pa.array(list(_RELEASE_YES_NO))
+    for path in record_paths(source):
+        try:
+            handle = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as error:
+            raise SchemaError(f"{path}: not a readable parquet file: {error}") from None
+        with handle:
+            missing = [c for c in columns if c not in handle.schema_arrow.names]
+            if missing:
+                raise SchemaError(f"{path}: not a record shard: no column(s) {missing}")
+            start = 0
+            for batch in handle.iter_batches(batch_size=8192, columns=columns):
+                rows = pa.array(range(start, start + batch.num_rows), pa.int64())
+                start += batch.num_rows
+                if not include_errors:
+                    keep = pc.is_null(batch.column("error"))
+                    batch, rows = batch.filter(keep), rows.filter(keep)
+                if not batch.num_rows:
+                    continue
+                problems = {name: pc.fill_null(pc.invert(pc.greater(pc.utf8_length(batch.column(name)), 0)), True)
+                            for name in ("id", "video", "question")}
+                problems["answer"] = pc.is_null(batch.column("answer"))
+                for name in ("frame_num", "clip_num"):
+                    lists = batch.column(name)
+                    mask = pc.is_null(lists)
+                    flat = pc.list_flatten(lists)
+                    if len(flat) and (flat.null_count or pc.min(flat).as_py() < 0):
+                        bad = pc.fill_null(pc.less(flat, 0), True)
+                        parent = pc.list_parent_indices(lists)[pc.index(bad, True).as_py()].as_py()
+                        mask = pc.or_(mask, pc.equal(pa.array(range(batch.num_rows), pa.int64()), parent))
+                    problems[name] = mask
+                for name in ("motion", "existence"):
+                    problems[name] = pc.fill_null(pc.invert(pc.is_in(batch.column(name), value_set=yes_no)), True)
+                if any(pc.any(mask).as_py() for mask in problems.values()):
+                    _first_bad(path, rows.to_pylist(), batch, problems)
+                where.path = path
+                for row, rid, video, question, answer, frames, clips, motion, existence in zip(
+                        rows.to_pylist(), *(batch.column(name).to_pylist() for name in VIDEOITG_COLUMNS)):
+                    where.rid, where.row = rid, row
+                    yield (where, rid, video, question, answer, sorted(set(frames)), sorted(set(clips)), motion,
+                           existence)
+
+
+def _release_video(record: VideoITGRecord, root: str | None, *, video: str | None = None) -> str:
+    video = record.video if video is None else video
     if root is None:
         return video
     if "://" in video:  # a URI is under the root only when the root is its prefix
