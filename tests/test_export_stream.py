@@ -73,3 +73,15 @@ def test_a_bad_written_value_names_the_file_and_row(shards, tmp_path):
     assert not out.exists()  # nothing half-written is left behind
     with pytest.raises(SchemaError, match="is not under the video root"):
         formats.export_videoitg_json(shards / "shard-0.parquet", out, video_root="/elsewhere")
+
+
+def test_unsorted_ids_in_a_file_are_written_ascending_and_distinct(shards, tmp_path):
+    path = shards / "shard-2.parquet"
+    table = pq.read_table(path)
+    frames = table.column("frame_num").to_pylist()
+    frames[0] = [9, 3, 9]
+    pq.write_table(table.set_column(table.schema.get_field_index("frame_num"), "frame_num",
+                                    pa.array(frames, pa.list_(pa.int64()))), path)
+    out = tmp_path / "out.json"
+    formats.export_videoitg_json(path, out)
+    assert json.loads(out.read_text())[0]["frame_num"] == [3, 9]

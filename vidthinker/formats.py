@@ -382,8 +382,9 @@ def export_videoitg_json(
         with tmp.open("w", encoding="utf-8") as handle:
             handle.write("[")
             for where, rid, video, question, answer, frame_num, clip_num, motion, existence in rows:
-                video = _release_video(where, root, video=video)
-                if root is None and absolute is not None and (os.path.isabs(video) or "://" in video):
+                if root is not None:
+                    video = _release_video(where, root, video=video)
+                elif absolute is not None and (os.path.isabs(video) or "://" in video):
                     absolute.append(video)
                 values = (
                     int(rid) if _CANONICAL_INT.fullmatch(rid) else rid,
@@ -395,14 +396,29 @@ def export_videoitg_json(
                     _RELEASE_YES_NO[motion],
                     _RELEASE_YES_NO[existence],
                 )
-                handle.write(("\n" if count == 0 else ",\n")
-                             + json.dumps(dict(zip(VIDEOITG_COLUMNS, values, strict=True)), ensure_ascii=False))
+                handle.write(("\n" if count == 0 else ",\n") + _ENCODE(dict(zip(VIDEOITG_COLUMNS, values))))
                 count += 1
             handle.write("\n]\n" if count else "]\n")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return count
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False) without its per-call setup
+
+
+def _sorted_unique(lists) -> bool:
+    """Whether every list of a list array is strictly ascending (as records store frame and clip ids)."""
+    import pyarrow.compute as pc
+
+    flat = pc.list_flatten(lists)
+    if len(flat) < 2:
+        return True
+    parents = pc.list_parent_indices(lists)
+    same = pc.equal(parents.slice(1), parents.slice(0, len(parents) - 1))
+    rising = pc.greater(flat.slice(1), flat.slice(0, len(flat) - 1))
+    return pc.all(pc.or_(pc.invert(same), rising)).as_py()
 
 
 class _Where:
@@ -471,11 +487,13 @@ def _projected_rows(source: Path, include_errors: bool):
                 if any(pc.any(mask).as_py() for mask in problems.values()):
                     _first_bad(path, rows.to_pylist(), batch, problems)
                 where.path = path
+                ordered = _sorted_unique(batch.column("frame_num")) and _sorted_unique(batch.column("clip_num"))
                 for row, rid, video, question, answer, frames, clips, motion, existence in zip(
                         rows.to_pylist(), *(batch.column(name).to_pylist() for name in VIDEOITG_COLUMNS)):
                     where.rid, where.row = rid, row
-                    yield (where, rid, video, question, answer, sorted(set(frames)), sorted(set(clips)), motion,
-                           existence)
+                    if not ordered:
+                        frames, clips = sorted(set(frames)), sorted(set(clips))
+                    yield where, rid, video, question, answer, frames, clips, motion, existence
 
 
 def _release_video(record: VideoITGRecord, root: str | None, *, video: str | None = None) -> str:
