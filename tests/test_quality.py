@@ -90,7 +90,7 @@ def test_run_figures_merge_shards_and_agree_with_ground_truth(demo, runs, tmp_pa
     single = tmp_path / "single"
     write_shard(records, single / "shards" / "all.parquet")
     whole = compute_run_quality(single, write=False)
-    for field in ("records", "ok", "errors", "videos", "errors_by_stage", "errors_by_reason", "frames_per_qa",
+    for field in ("records", "ok", "errors", "videos", "errors_by_stage", "errors_by_reason", "errors_by_class", "frames_per_qa",
                   "clips_per_qa", "instruction_types", "retrieval", "captions", "stages", "near_duplicates",
                   "repeated_questions", "agreement"):
         assert getattr(quality, field) == getattr(whole, field), field
@@ -99,6 +99,38 @@ def test_run_figures_merge_shards_and_agree_with_ground_truth(demo, runs, tmp_pa
     assert quality.ground_truth_manifest == str(demo / "synth" / "manifest.jsonl")
     assert quality.run_id == records[0].provenance.run_id and quality.created_at == records[0].provenance.created_at
     assert quality.models["caption"] == [records[0].provenance.caption_model]
+
+
+def test_errors_by_class_and_shards_without_the_column(runs, tmp_path):
+    import pyarrow.parquet as pq
+
+    good = [r for r in iter_records(runs[0] / "shards") if r.ok][:4]
+
+    def failed(record, kind, stage="caption", error="ModelTimeout: caption call timed out"):
+        return record.model_copy(update={"error": error, "error_stage": stage, "error_class": kind})
+
+    records = [good[0], failed(good[1], "transient"), failed(good[2], "permanent"),
+               failed(good[3], "permanent", "retrieve", "ModelReplyError: not JSON")]
+    new = tmp_path / "run" / "shards" / "new.parquet"
+    write_shard(records, new)
+    figures = compute_shard_quality(new)
+    assert figures.errors_by_class == {"transient": 1, "permanent": 2}
+    timeouts = next(r for r in figures.errors_by_reason if r.reason == "ModelTimeout")
+    assert timeouts.count == 2 and timeouts.classes == {"transient": 1, "permanent": 1}
+    # a shard written before error classes: no error_class column; its failed records count as unknown
+    old = tmp_path / "run" / "shards" / "old.parquet"
+    pq.write_table(pq.read_table(new).drop_columns(["error_class"]), old)
+    assert "error_class" not in pq.read_schema(old).names
+    assert compute_shard_quality(old).errors_by_class == {"unknown": 3}
+    quality = compute_run_quality(tmp_path / "run", write=False)
+    assert quality.errors_by_class == {"transient": 1, "permanent": 2, "unknown": 3}
+    assert {s.shard: s.errors_by_class for s in quality.shards}["old.parquet"] == {"unknown": 3}
+    # figures stored before error classes still load, with empty classes
+    legacy = json.loads(quality.model_dump_json())
+    legacy.pop("errors_by_class")
+    for row in legacy["errors_by_reason"]:
+        row.pop("classes")
+    assert Q.RunQuality.model_validate(legacy).errors_by_class == {}
 
 
 def test_near_duplicates_and_repeated_questions(runs):
@@ -232,6 +264,8 @@ def test_quality_command(runs, tmp_path):
     assert done.exit_code == 0, done.output
     text = " ".join(done.output.split())
     assert "36 records" in text and "drift vs run-01" in text and (run / "quality" / "run.json").is_file()
+    by_class = load_run_quality(run).errors_by_class
+    assert by_class and "errors by class: " + ", ".join(f"{k} {n}" for k, n in by_class.items()) in text
     missing = CliRunner().invoke(app, ["quality", "--out", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "no such run folder" in " ".join(missing.output.split())
 

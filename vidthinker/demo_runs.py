@@ -113,7 +113,8 @@ def _record(row: ManifestRow, qa: QAPair, num_frames: int, rng: np.random.Genera
             trace=_trace(rng, CAPTION_MODEL, "caption-prompt-v3", "" if error else text, 620 + 5 * 196, style, 1.8, error),
         ))
     if caption_failed:
-        return VideoITGRecord(**base, captions=captions, error=captions[failed_clip].trace.error, error_stage="caption")
+        return VideoITGRecord(**base, captions=captions, error=captions[failed_clip].trace.error, error_stage="caption",
+                              error_class="transient")
 
     # stage 2: retrieval (type, clips, explanation)
     kind = InstructionType(gt.instruction_type if gt and gt.instruction_type else InstructionType.SEMANTIC_ONLY)
@@ -143,7 +144,8 @@ def _record(row: ManifestRow, qa: QAPair, num_frames: int, rng: np.random.Genera
                               explanation="" if retrieve_failed else explanation,
                               instruction_type=None if retrieve_failed else kind, trace=r_trace)
     if retrieve_failed:
-        return VideoITGRecord(**base, captions=captions, retrieval=retrieval, error=r_trace.error, error_stage="retrieve")
+        return VideoITGRecord(**base, captions=captions, retrieval=retrieval, error=r_trace.error, error_stage="retrieve",
+                              error_class="permanent")
 
     # stage 3: frames (the localize stage's policies; "duplicates" dropped greedily)
     all_frames = list(range(num_frames))
@@ -179,6 +181,7 @@ def _record(row: ManifestRow, qa: QAPair, num_frames: int, rng: np.random.Genera
         instruction_type=kind,
         error=None if ok else l_trace.error,
         error_stage=None if ok else "localize",
+        error_class=None if ok else "permanent",
         captions=captions,
         retrieval=retrieval,
         localization=localization,
@@ -244,6 +247,7 @@ def make_demo_runs(root: str | Path, *, runs: int = 3, videos: int = 4, seed: in
                         id=f"{row.video_id}/{qa.qa_id}", video=row.video, question=qa.question, answer=qa.answer,
                         video_id=row.video_id, qa_id=qa.qa_id, provenance=provenance,
                         error=f"CorruptVideo: {row.video}: moov atom not found (file truncated?)", error_stage="probe",
+                        error_class="permanent",
                     ) for qa in row.qa]
                     continue
                 records += [_record(row, qa, lengths[row.video_id], rng, style, provenance) for qa in row.qa]

@@ -45,10 +45,12 @@ from vidthinker.preflight import file_mode
 from vidthinker.schema import ManifestRow, SchemaError, VideoITGRecord
 from vidthinker.shards import error_reason as shards_error_reason
 
-QUALITY_VERSION = "1"
+QUALITY_VERSION = "2"  # 2: errors by class (stored figures of another version are recomputed)
 QUALITY_DIR = "quality"
 RUN_FILE = "run.json"
 STAGE_ORDER = ("probe", "decode", "caption", "retrieve", "localize")
+# A failed record's error_class; "unknown" when the shard predates the column or the record has none.
+ERROR_CLASSES = ("transient", "permanent", "unknown")
 TRACE_STAGES = ("caption", "retrieve", "localize")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 BATCH_ROWS = 2048
@@ -281,6 +283,7 @@ class ReasonErrors(BaseModel):
     count: int
     rate: float = 0.0
     example: str = Field("", description="one error message of this kind (truncated)")
+    classes: dict[str, int] = Field(default_factory=dict, description="these errors by class: transient / permanent / unknown")
 
 
 class RetrievalShares(BaseModel):
@@ -343,6 +346,7 @@ class QualityFigures(BaseModel):
     videos: int = 0
     errors_by_stage: dict[str, StageErrors] = Field(default_factory=dict)
     errors_by_reason: list[ReasonErrors] = Field(default_factory=list)
+    errors_by_class: dict[str, int] = Field(default_factory=dict, description="failed records: transient / permanent / unknown")
     frames_per_qa: Distribution = Field(default_factory=Distribution, description="good records")
     clips_per_qa: Distribution = Field(default_factory=Distribution, description="good records")
     instruction_types: dict[str, int] = Field(default_factory=dict, description="good records; 'unknown' when unset")
@@ -439,6 +443,7 @@ class ShardRef(BaseModel):
     videos: int
     content_hash: str | None = None
     errors_by_stage: dict[str, int] | None = Field(None, description="failed records by stage (None: not stored)")
+    errors_by_class: dict[str, int] | None = Field(None, description="failed records by class (None: not stored)")
     instruction_types: dict[str, int] | None = Field(None, description="good records by type (None: not stored)")
 
 
@@ -555,6 +560,15 @@ def iter_shard_batches(path: Path, columns: Sequence[str], batch_size: int = BAT
         yield from handle.iter_batches(batch_size=batch_size, columns=list(columns))
 
 
+def _shard_columns(path: Path) -> list[str]:
+    """SHARD_COLUMNS, plus `error_class` when the shard has it (shards written before error classes do not)."""
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, pa.ArrowInvalid):
+        return SHARD_COLUMNS  # iter_shard_batches names the unreadable shard
+    return [*SHARD_COLUMNS, "error_class"] if "error_class" in names else SHARD_COLUMNS
+
+
 def _np(array: pa.Array, fill: float = 0) -> np.ndarray:
     return array.fill_null(fill).to_numpy(zero_copy_only=False)
 
@@ -608,12 +622,14 @@ def compute_shard_quality(path: str | Path, *, shard_name: str | None = None) ->
     stage_errors: Counter[str] = Counter()
     reason_errors: Counter[tuple[str, str]] = Counter()
     reason_example: dict[tuple[str, str], str] = {}
+    class_errors: Counter[str] = Counter()
+    reason_classes: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     questions: dict[str, list[tuple[str, str]]] = defaultdict(list)
     retrieval = RetrievalShares()
     captions = CaptionStats()
     records = ok = 0
 
-    for batch in iter_shard_batches(path, SHARD_COLUMNS):
+    for batch in iter_shard_batches(path, _shard_columns(path)):
         n = batch.num_rows
         records += n
         col = {name: batch.column(name) for name in batch.schema.names}
@@ -621,15 +637,18 @@ def compute_shard_quality(path: str | Path, *, shard_name: str | None = None) ->
         is_ok = _np(error.is_null(), True).astype(bool)
         ok += int(is_ok.sum())
 
-        # errors by stage and reason (only failed rows go to Python)
+        # errors by stage, reason and class (only failed rows go to Python)
         failed = np.flatnonzero(~is_ok)
         if failed.size:
             idx = pa.array(failed)
-            for message, stage in zip(error.take(idx).to_pylist(), col["error_stage"].take(idx).to_pylist()):
-                stage = stage or "unknown"
+            kinds_of = col["error_class"].take(idx).to_pylist() if "error_class" in col else [None] * failed.size
+            for message, stage, kind in zip(error.take(idx).to_pylist(), col["error_stage"].take(idx).to_pylist(), kinds_of):
+                stage, kind = stage or "unknown", kind or "unknown"
                 key = (stage, error_reason(message))
                 stage_errors[stage] += 1
                 reason_errors[key] += 1
+                class_errors[kind] += 1
+                reason_classes[key][kind] += 1
                 reason_example.setdefault(key, (message or "")[:300])
 
         # frames / clips per QA, instruction types, none/all retrievals (good records)
@@ -727,7 +746,8 @@ def compute_shard_quality(path: str | Path, *, shard_name: str | None = None) ->
         error_rate=round(errors / records, 6) if records else 0.0,
         videos=len(questions),
         errors_by_stage=_stage_errors(stage_errors, records),
-        errors_by_reason=_reason_errors(reason_errors, reason_example, records),
+        errors_by_reason=_reason_errors(reason_errors, reason_example, records, reason_classes),
+        errors_by_class=_class_errors(class_errors),
         frames_per_qa=frames.model(),
         clips_per_qa=clips.model(),
         instruction_types=dict(sorted(types.items())),
@@ -748,10 +768,17 @@ def _stage_errors(counts: Mapping[str, int], records: int) -> dict[str, StageErr
     }
 
 
-def _reason_errors(counts: Mapping[tuple[str, str], int], examples: Mapping[tuple[str, str], str], records: int) -> list[ReasonErrors]:
+def _class_errors(counts: Mapping[str, int]) -> dict[str, int]:
+    order = {name: i for i, name in enumerate(ERROR_CLASSES)}
+    return {k: n for k, n in sorted(counts.items(), key=lambda item: (order.get(item[0], len(order)), item[0])) if n}
+
+
+def _reason_errors(counts: Mapping[tuple[str, str], int], examples: Mapping[tuple[str, str], str], records: int,
+                   classes: Mapping[tuple[str, str], Mapping[str, int]] | None = None) -> list[ReasonErrors]:
     return [
         ReasonErrors(stage=stage, reason=reason, count=n, rate=round(n / records, 6) if records else 0.0,
-                     example=examples.get((stage, reason), ""))
+                     example=examples.get((stage, reason), ""),
+                     classes=_class_errors((classes or {}).get((stage, reason), {})))
         for (stage, reason), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     ]
 
@@ -776,6 +803,8 @@ def merge_figures(parts: Sequence[QualityFigures]) -> dict:
     stage_errors: Counter[str] = Counter()
     reasons: Counter[tuple[str, str]] = Counter()
     examples: dict[tuple[str, str], str] = {}
+    by_class: Counter[str] = Counter()
+    reason_classes: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     types: Counter[str] = Counter()
     for p in parts:
         for stage, e in p.errors_by_stage.items():
@@ -783,6 +812,8 @@ def merge_figures(parts: Sequence[QualityFigures]) -> dict:
         for r in p.errors_by_reason:
             reasons[(r.stage, r.reason)] += r.count
             examples.setdefault((r.stage, r.reason), r.example)
+            reason_classes[(r.stage, r.reason)].update(r.classes)
+        by_class.update(p.errors_by_class)
         types.update(p.instruction_types)
     retrieval = RetrievalShares(
         records=sum(p.retrieval.records for p in parts),
@@ -825,7 +856,8 @@ def merge_figures(parts: Sequence[QualityFigures]) -> dict:
         "error_rate": round((records - ok) / records, 6) if records else 0.0,
         "videos": sum(p.videos for p in parts),
         "errors_by_stage": _stage_errors(stage_errors, records),
-        "errors_by_reason": _reason_errors(reasons, examples, records),
+        "errors_by_reason": _reason_errors(reasons, examples, records, reason_classes),
+        "errors_by_class": _class_errors(by_class),
         "frames_per_qa": merge_distributions(p.frames_per_qa for p in parts),
         "clips_per_qa": merge_distributions(p.clips_per_qa for p in parts),
         "instruction_types": dict(sorted(types.items())),
@@ -1311,6 +1343,7 @@ def compute_run_quality(
         run_id=_run_id_from_summary(run_dir) or (run_ids[0] if len(run_ids) == 1 else None),
         shards=[ShardRef(shard=p.shard, records=p.records, errors=p.errors, error_rate=p.error_rate, videos=p.videos,
                          content_hash=p.content_hash, errors_by_stage={k: v.errors for k, v in p.errors_by_stage.items()},
+                         errors_by_class=dict(p.errors_by_class),
                          instruction_types=dict(p.instruction_types)) for p in parts],
         agreement=agreement.result() if agreement else None,
         ground_truth_manifest=manifest_name,
@@ -1381,7 +1414,7 @@ def quality_command(
 ) -> None:
     """Compute a run's quality figures and store them in RUN/quality/ (run.json and one file per shard).
 
-    Figures: error rate by stage and reason, frames and clips per QA, instruction-type mix, none/all
+    Figures: error rate by stage, reason and class (transient / permanent), frames and clips per QA, instruction-type mix, none/all
     retrievals, caption length, tokens/calls/latency per stage, near-duplicate questions, agreement
     with ground truth where the manifest has it, and drift (PSI / JS) against earlier runs.
     """
@@ -1411,6 +1444,8 @@ def quality_command(
         table.add_row(stage, str(cost.calls), str(cost.prompt_tokens), str(cost.completion_tokens),
                       f"{cost.latency_s:.1f}", str(errors.errors if errors else 0))
     console.print(table)
+    if result.errors_by_class:
+        console.print("errors by class: " + ", ".join(f"{k} {n}" for k, n in result.errors_by_class.items()))
     if result.agreement and "all" in result.agreement:
         a = result.agreement["all"]
         console.print(f"ground truth ({a.records}): frame P {a.frame_precision:.2f} R {a.frame_recall:.2f} · "
