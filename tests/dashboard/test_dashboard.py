@@ -168,8 +168,18 @@ def test_failure_browser_filters_by_stage_and_reason(page, dashboard_url, runs, 
     assert shown == reason.count
     drawn = _wait_charts(page, 1)
     assert drawn and all(n > 0 for n in drawn), drawn
-    assert f"{reason.count} matching records" in page.inner_text("body")
+    body = page.inner_text("body")
+    assert f"{reason.count} matching records" in body
+    # error classes: the metric row shows each, and the class filter narrows the list to that class
+    assert reason.classes == {"transient": reason.count}  # the demo's caption timeouts
+    assert set(quality.errors_by_class) == {"transient", "permanent"}
+    words = " ".join(body.split())
+    assert all(f"{kind} errors {n:,}" in words for kind, n in quality.errors_by_class.items()), words[:2000]
     _shot(page, artifacts, "failures")
+    _open(page, f"{dashboard_url}/failures?{urlencode({'run': run.name, 'class': 'permanent'})}", "failures",
+          error_class="permanent")
+    shown = int(page.locator('[data-testid="vt-ready"][data-page="failures"]').get_attribute("data-shown"))
+    assert shown == quality.errors_by_class["permanent"] < quality.errors
     # unfiltered: every failed record of the run
     _open(page, f"{dashboard_url}/failures?{urlencode({'run': run.name})}", "failures", stage="", reason="")
     assert int(page.locator('[data-testid="vt-ready"][data-page="failures"]').get_attribute("data-shown")) == quality.errors

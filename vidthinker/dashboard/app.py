@@ -1,7 +1,7 @@
 """The VidThinker quality dashboard (Streamlit): `vidthinker dashboard --out DIR`.
 
 Pages: Overview (runs, trends), Distributions (one run's figures as plots, drift), Records (a paged,
-filtered record browser with the frame strip and every stage's output), Failures (by stage and reason).
+filtered record browser with the frame strip and every stage's output), Failures (by stage, reason and error class).
 Run as `streamlit run vidthinker/dashboard/app.py -- --out DIR`; the figures come from
 `vidthinker.quality` (stored in `<run>/quality/`; when missing or stale, computed by a background
 `vidthinker quality` process, never inside a page request).
@@ -259,7 +259,7 @@ def distributions() -> None:
 
 def _filters(prefix: str, run: str, signature: tuple, *, failures: bool) -> RecordFilter:
     qp = st.query_params
-    cols = st.columns(4 if failures else 5)
+    cols = st.columns(5)
     if failures:
         quality = st.session_state["_quality"]
         stages = [""] + sorted(quality.errors_by_stage)
@@ -268,9 +268,13 @@ def _filters(prefix: str, run: str, signature: tuple, *, failures: bool) -> Reco
         reasons = [""] + sorted({r.reason for r in st.session_state["_quality"].errors_by_reason if not stage or r.stage == stage})
         reason = cols[1].selectbox("reason", reasons, index=reasons.index(qp.get("reason", "")) if qp.get("reason", "") in reasons else 0,
                                    format_func=lambda s: s or "any", key=f"{prefix}-reason")
-        search = cols[2].text_input("question contains", qp.get("q", ""), key=f"{prefix}-q")
-        video = cols[3].text_input("video id", qp.get("video", ""), key=f"{prefix}-video")
-        return RecordFilter(status="error", stage=stage or None, reason=reason or None, search=search or None, video_id=video or None)
+        classes = ["", *quality.errors_by_class]
+        kind = cols[2].selectbox("error class", classes, index=classes.index(qp.get("class", "")) if qp.get("class", "") in classes else 0,
+                                 format_func=lambda s: s or "any", key=f"{prefix}-class")
+        search = cols[3].text_input("question contains", qp.get("q", ""), key=f"{prefix}-q")
+        video = cols[4].text_input("video id", qp.get("video", ""), key=f"{prefix}-video")
+        return RecordFilter(status="error", stage=stage or None, reason=reason or None, error_class=kind or None,
+                            search=search or None, video_id=video or None)
     status = cols[0].selectbox("status", STATUS, index=STATUS.index(qp.get("status", "all")) if qp.get("status", "all") in STATUS else 0,
                                key=f"{prefix}-status")
     quality = st.session_state["_quality"]
@@ -304,7 +308,7 @@ def _record_detail(run: str, record: VideoITGRecord) -> None:
     head.caption(f"`{record.id}` · video `{record.video}` · type **{record.instruction_type or 'unknown'}** · "
                  f"motion {record.motion} · existence {record.existence}")
     if record.error:
-        head.error(f"failed at **{record.error_stage}**: {record.error}")
+        head.error(f"failed at **{record.error_stage}** ({record.error_class or 'unknown'} error): {record.error}")
     thumbs = _thumbs(video_key(record.video), record.model_dump_json())
     st.html(strip_html(record, thumbs))
     left, right = st.columns([2, 3])
@@ -402,17 +406,22 @@ def failures() -> None:
     cols[1].metric("error rate", _pct(quality.error_rate))
     for col, (stage, e) in zip(cols[2:], list(quality.errors_by_stage.items())[:2]):
         col.metric(f"{stage} errors", e.errors)
+    if quality.errors_by_class:  # transient: a rerun repairs it; permanent: the input or the model's reply
+        for col, (kind, n) in zip(st.columns(len(quality.errors_by_class)), quality.errors_by_class.items()):
+            col.metric(f"{kind} errors", f"{n:,}")
     st.altair_chart(charts.errors_by_reason(quality))
-    st.dataframe(pd.DataFrame([r.model_dump() for r in quality.errors_by_reason]), hide_index=True,
+    st.dataframe(pd.DataFrame([{**r.model_dump(), "classes": ", ".join(f"{k} {n}" for k, n in r.classes.items())}
+                               for r in quality.errors_by_reason]), hide_index=True,
                  column_config={"rate": st.column_config.NumberColumn(format="percent")})
     signature = run_signature(Path(run))
     flt = _filters("fail", run, signature, failures=True)
     frame = _paged(run, flt, "fail")
     frame["open"] = [_link("records", run=quality_run_key(run), record=i) for i in frame["id"]]
-    st.dataframe(frame, hide_index=True, column_order=["open", "id", "error_stage", "error", "question", "video_id"],
+    st.dataframe(frame, hide_index=True, column_order=["open", "id", "error_stage", "error_class", "error", "question", "video_id"],
                  column_config={"open": st.column_config.LinkColumn("open", display_text="open ↗"),
                                 "error": st.column_config.TextColumn(width="large")})
-    _ready("failures", run=quality.name, stage=flt.stage or "", reason=flt.reason or "", shown=len(frame))
+    _ready("failures", run=quality.name, stage=flt.stage or "", reason=flt.reason or "", error_class=flt.error_class or "",
+           shown=len(frame))
 
 
 def quality_run_key(run: str) -> str:

@@ -44,7 +44,8 @@ from vidthinker.quality import (
 from vidthinker.schema import VideoITGRecord, arrow_schema, validate_row
 from vidthinker.shards import read_shard_manifest
 
-LIST_COLUMNS = ["id", "video_id", "qa_id", "question", "instruction_type", "error_stage", "error", "frame_num", "clip_num"]
+LIST_COLUMNS = ["id", "video_id", "qa_id", "question", "instruction_type", "error_stage", "error_class", "error",
+                "frame_num", "clip_num"]
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ class RecordFilter:
     instruction_type: str | None = None
     stage: str | None = None
     reason: str | None = None
+    error_class: str | None = None  # transient | permanent | unknown (null: shards written before error classes)
     search: str | None = None
     video_id: str | None = None
 
@@ -229,6 +231,9 @@ class RecordFilter:
             parts.append(pc.field("error_stage") == self.stage)
         if self.reason and self.reason not in ("other", "unknown"):
             parts.append(pc.starts_with(pc.field("error"), pattern=self.reason + ":"))
+        if self.error_class:
+            parts.append(pc.field("error_class").is_null() if self.error_class == "unknown"
+                         else pc.field("error_class") == self.error_class)
         if self.search:
             parts.append(pc.match_substring(pc.field("question"), pattern=self.search, ignore_case=True))
         if self.video_id:
@@ -258,6 +263,8 @@ def _filter_columns(flt: RecordFilter) -> list[str]:
         names.append("instruction_type")
     if flt.stage:
         names.append("error_stage")
+    if flt.error_class:
+        names.append("error_class")
     if flt.search:
         names.append("question")
     if flt.video_id:
@@ -269,7 +276,7 @@ def _counts_from_figures(run_dir: Path, shards: list[ShardRows], flt: RecordFilt
                          quality: RunQuality | None) -> list[int] | None:
     """Per-shard counts of a status filter (with a type for good records, or a stage for failed ones)
     from the run's stored per-shard figures, when they describe exactly these shards; else None."""
-    if quality is None or flt.status == "all" or flt.reason or flt.search or flt.video_id:
+    if quality is None or flt.status == "all" or flt.reason or flt.error_class or flt.search or flt.video_id:
         return None
     if (flt.status == "ok" and flt.stage) or (flt.status == "error" and flt.instruction_type) or flt.stage == "unknown":
         return None
@@ -334,8 +341,13 @@ def _read_rows(path: Path, start: int, stop: int, columns: Sequence[str]) -> pa.
             at += n
         if not groups:
             return pa.schema([arrow_schema(VideoITGRecord).field(c) for c in columns]).empty_table()
-        table = handle.read_row_groups(groups, columns=list(columns))
-    table = table.slice(start - first, stop - start)
+        present = set(handle.schema_arrow.names)
+        table = handle.read_row_groups(groups, columns=[c for c in columns if c in present])
+    for name in columns:  # a column added after the shard was written (schema.ADDED_COLUMNS) reads as null
+        if name not in table.column_names:
+            field = arrow_schema(VideoITGRecord).field(name)
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    table = table.select(list(columns)).slice(start - first, stop - start)
     return table.cast(pa.schema([arrow_schema(VideoITGRecord).field(c) for c in columns]))
 
 
