@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -55,6 +56,26 @@ def test_pages_equal_a_full_scan_at_every_offset(run, flt):
             page = record_page(run, flt, offset, size)
             assert page.total == len(expected)
             assert page.table["id"].to_pylist() == expected[offset:offset + size], (flt, size, offset)
+
+
+def test_error_class_filter_and_a_shard_without_the_column(run):
+    # shard 0 as written before error classes (no error_class column); the others' failures are transient
+    for path in sorted((run / "shards").glob("*.parquet"))[1:]:
+        table = pq.read_table(path)
+        failed = table["error"].is_valid()
+        table = table.set_column(table.schema.get_field_index("error_class"), "error_class",
+                                 pa.array([("transient" if f else None) for f in failed.to_pylist()], pa.string()))
+        pq.write_table(table, path)
+    old = run / "shards" / "shard-00000.parquet"
+    pq.write_table(pq.read_table(old).drop_columns(["error_class"]), old)
+    page = record_page(run, RecordFilter(), 0, 100)
+    assert page.table.num_rows == 36 and page.table["error_class"].null_count == 36 - 2 * 3
+    for kind in ("transient", "unknown"):
+        flt = RecordFilter(status="error", error_class=kind)
+        expected = _reference(run, flt)
+        assert len(expected) == (6 if kind == "transient" else 3)
+        assert record_page(run, flt, 0, 50).table["id"].to_pylist() == expected
+    assert record_page(run, RecordFilter(status="error", error_class="permanent"), 0, 50).total == 0
 
 
 def test_unfiltered_counts_come_from_manifests_and_reads_only_the_page(run, monkeypatch):
