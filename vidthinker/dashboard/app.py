@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import os
 import sys
 import time
@@ -35,6 +34,7 @@ from vidthinker.dashboard.data import (
     stored_quality,
 )
 from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html, video_key
+from vidthinker.dashboard.stage_view import show_stage_outputs
 from vidthinker.quality import RunQuality
 from vidthinker.schema import VideoITGRecord
 
@@ -311,49 +311,12 @@ def _record_detail(run: str, record: VideoITGRecord) -> None:
         head.error(f"failed at **{record.error_stage}** ({record.error_class or 'unknown'} error): {record.error}")
     thumbs = _thumbs(video_key(record.video), record.model_dump_json())
     st.html(strip_html(record, thumbs))
-    left, right = st.columns([2, 3])
-    with left:
+
+    def answer() -> None:
         st.markdown(f"**Answer:** {record.answer or '–'}")
         st.markdown(f"**frame_num** ({len(record.frame_num)}): `{record.frame_num}`  \n**clip_num**: `{record.clip_num}`")
-        st.markdown("##### Stage 2 · retrieval")
-        if record.retrieval is None:
-            st.caption("not reached")
-        else:
-            r = record.retrieval
-            st.markdown(f"clips `{r.clip_ids}` · type **{r.instruction_type or '–'}**")
-            st.info(r.explanation or "(no explanation)")
-            _trace(r.trace)
-        st.markdown("##### Stage 3 · localization")
-        if record.localization is None:
-            st.caption("not reached")
-        else:
-            loc = record.localization
-            st.markdown(f"policy **`{loc.policy}`**  \ncandidates `{loc.candidate_frame_ids}`  \nkept `{loc.frame_ids}`  \n"
-                        f"dropped duplicates `{loc.duplicate_frame_ids}`  \nrejected by VLM check `{loc.rejected_frame_ids}`")
-            _trace(loc.trace)
-    with right:
-        st.markdown("##### Stage 1 · clip captions")
-        if not record.captions:
-            st.caption("not reached")
-        else:
-            st.dataframe(pd.DataFrame([{
-                "clip": c.clip_id, "caption": c.caption, "keywords": ", ".join(c.keywords), "model": c.trace.model,
-                "latency s": c.trace.latency_s, "prompt tok": c.trace.usage.prompt_tokens,
-                "completion tok": c.trace.usage.completion_tokens, "calls": c.trace.usage.calls, "error": c.trace.error,
-            } for c in record.captions]), hide_index=True, column_config={"caption": st.column_config.TextColumn(width="large")})
-        with st.expander("provenance"):
-            st.json(json.loads(record.provenance.model_dump_json()))
 
-
-def _trace(trace) -> None:
-    usage = trace.usage
-    st.caption(f"model `{trace.model}` · prompt `{trace.prompt_hash}` · {trace.latency_s:.2f} s · "
-               f"{usage.prompt_tokens}+{usage.completion_tokens} tokens · {usage.calls} call(s)")
-    if trace.error:
-        st.warning(trace.error)
-    if trace.raw_output:
-        with st.expander("raw model output"):
-            st.code(trace.raw_output, language="json" if trace.raw_output.lstrip().startswith("{") else None)
+    show_stage_outputs(record, detail=True, lead=answer)
 
 
 def records() -> None:

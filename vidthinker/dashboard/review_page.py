@@ -31,6 +31,7 @@ import pandas as pd
 import streamlit as st
 
 from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html
+from vidthinker.dashboard.stage_view import show_stage_outputs
 from vidthinker.quality import find_runs
 from vidthinker.review import (
     Review,
@@ -234,33 +235,6 @@ def _marked_strip(record: VideoITGRecord, thumbs: Thumbs, marks: list[int]) -> s
     return f'{css}<div data-testid="review-strip">{body}</div>'
 
 
-def _stages(record: VideoITGRecord) -> None:
-    left, right = st.columns([2, 3])
-    with left:
-        st.markdown("##### Stage 2 · retrieval")
-        if record.retrieval is None:
-            st.caption("not reached")
-        else:
-            r = record.retrieval
-            st.markdown(f"clips `{r.clip_ids}` · type **{r.instruction_type or '–'}** · model `{r.trace.model}`")
-            st.info(r.explanation or "(no explanation)")
-        st.markdown("##### Stage 3 · localization")
-        if record.localization is None:
-            st.caption("not reached")
-        else:
-            loc = record.localization
-            st.markdown(f"policy **`{loc.policy}`**  \ncandidates `{loc.candidate_frame_ids}`  \nkept `{loc.frame_ids}`  \n"
-                        f"dropped duplicates `{loc.duplicate_frame_ids}`  \nrejected by VLM check `{loc.rejected_frame_ids}`")
-    with right:
-        st.markdown("##### Stage 1 · clip captions")
-        if not record.captions:
-            st.caption("not reached")
-        else:
-            st.dataframe(pd.DataFrame([{"clip": c.clip_id, "caption": c.caption, "keywords": ", ".join(c.keywords)}
-                                       for c in record.captions]), hide_index=True,
-                         column_config={"caption": st.column_config.TextColumn(width="large")})
-
-
 def _earlier(run: Path, record: VideoITGRecord) -> None:
     mine = [r for r in read_reviews(run) if r.record_id == record.id]
     if not mine:
@@ -335,7 +309,7 @@ def review() -> None:
     _verdict_part(run, reviewer, record, item, marks_key, gen, pos)
     _earlier(run, record)
     st.divider()
-    _stages(record)
+    show_stage_outputs(record, detail=False)
     _ready("review", record=record.id, pos=pos, saved=state["saved"])
 
 
