@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from vidthinker.redact import redact
+from vidthinker.io import file_mode  # re-exported: one place decides a new file's mode
 
 __all__ = ["MB_PER_SHARD", "OutputPathError", "check_output_dirs", "check_writable_dir", "describe_error", "file_mode", "os_reason", "shards_to_write"]
 
@@ -52,24 +53,6 @@ class OutputPathError(ValueError):
 def os_reason(error: OSError) -> str:
     """A file system error's reason in words (``no space left on device``)."""
     return _REASONS.get(error.errno or 0) or (error.strerror or type(error).__name__).lower()
-
-
-def _umask() -> int:
-    try:  # Linux ≥ 4.7 reports it without changing it
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: read by setting it, then put it back at once
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """``0o666 & ~umask``: the mode ``open()`` would give a new file (``0o644`` under umask 022)."""
-    return 0o666 & ~_umask()
 
 
 def check_writable_dir(path: str | os.PathLike[str], *, what: str, need_bytes: int = 0) -> Path:
