@@ -419,11 +419,6 @@ def get_record(run_dir: Path, record_id: str) -> VideoITGRecord | None:
     return None
 
 
-def first_record_id(run_dir: Path, flt: RecordFilter = RecordFilter()) -> str | None:
-    page = record_page(run_dir, flt, 0, 1, columns=["id"])
-    return page.table["id"][0].as_py() if page.table.num_rows else None
-
-
 def distinct_values(run_dir: Path, column: str, flt: RecordFilter = RecordFilter()) -> list[str]:
     """Distinct values of one (small-cardinality) column, scanned column-wise."""
     seen: set[str] = set()
