@@ -27,7 +27,6 @@ from vidthinker.schema import (
     InstructionType,
     ManifestRow,
     Provenance,
-    QAPair,
     SchemaError,
     VideoITGRecord,
     iter_rows,
