@@ -9,24 +9,47 @@ YAML), then the defaults below. Everything is validated once at start; a bad val
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
-
-from vidthinker.orchestration.settings import AirflowSettings  # pydantic only: no Airflow import
 
 ENV_PREFIX = "VIDTHINKER_"
 CONFIG_ENV = "VIDTHINKER_CONFIG"
+NONE_WORDS = frozenset({"", "none", "null"})
+
+
+def none_if_word(value: Any) -> Any:
+    """"", "none" and "null" (any case) mean None: how an environment variable or a DAG param says "unset"."""
+    return None if isinstance(value, str) and value.strip().lower() in NONE_WORDS else value
+
+
+def comma_list(value: Any) -> Any:
+    """"a, b" → ["a", "b"]: how an environment variable or a DAG param gives a list; None → []."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# A field that accepts the none words above as None (`Annotated[Path | None, NoneWords]`).
+NoneWords = BeforeValidator(none_if_word)
+# A list field that also accepts "a,b" (`Annotated[list[str], NoDecode, CommaList]`; NoDecode: pydantic-settings
+# would otherwise parse the environment variable as JSON).
+CommaList = BeforeValidator(comma_list)
 
 
 class Section(BaseModel):
@@ -174,11 +197,12 @@ class EngineSettings(Section):
 
 
 class PublishSettings(Section):
-    """`vidthinker publish` settings. Only the review gate is validated here; VIDTHINKER_PUBLISH__DATA_FILE_MB and
-    VIDTHINKER_PUBLISH__REPO_ID are read by vidthinker/publish.py itself (hence extra keys are ignored)."""
+    """`vidthinker publish` and the publish DAG (the DAG's folder default is airflow.out_dir)."""
 
-    model_config = ConfigDict(extra="ignore", validate_assignment=True)
-
+    repo_id: Annotated[str | None, NoneWords] = Field(
+        None, description="dataset repository (owner/name) the publish DAG publishes to (its `repo_id` param's default)"
+    )
+    data_file_mb: float = Field(256.0, gt=0, description="target size of a published data file in MB (shards are repacked)")
     min_reviewed_frame_precision: float | None = Field(
         None, ge=0, le=1,
         description="refuse a release whose reviewed frame precision (dashboard review; Wilson 95% lower bound) is "
@@ -186,8 +210,66 @@ class PublishSettings(Section):
     )
 
 
-class Settings(BaseSettings):
-    """All of VidThinker's settings. Sections can be extended; unknown keys are errors."""
+class AirflowSettings(Section):
+    """The annotate DAG's schedule, the defaults of its params, and its pool/retry policy."""
+
+    schedule: Annotated[str | None, NoneWords] = Field("@daily", description="cron or preset for scheduled runs; none: trigger only")
+    manifest: Annotated[Path | None, NoneWords] = Field(None, description="manifest a scheduled run annotates (param `manifest`)")
+    out_dir: Path = Field(Path("/data/vidthinker"), description="shards, ledger and run files (param `out_dir`)")
+    engine: Literal["ray", "local"] = Field("ray", description="where a shard runs (param `engine`; the CLI's is engine.name)")
+    pool: str = Field("vidthinker_models", min_length=1, description="Airflow pool = model-serving slots")
+    pool_slots: int = Field(1, ge=1, description="pool slots one shard task takes")
+    retries: int = Field(3, ge=0, le=20, description="retries of a shard task")
+    retry_delay_s: float = Field(60.0, gt=0, description="first retry delay; doubles each retry")
+    max_retry_delay_s: float = Field(1800.0, gt=0, description="cap of the exponential backoff")
+    shard_timeout_s: Annotated[float | None, NoneWords] = Field(6 * 3600.0, gt=0, description="a shard task running longer fails")
+    conn_id: str = Field("vidthinker_model_endpoint", min_length=1, description="Airflow connection of the model endpoint")
+
+
+class TrainEvalSettings(Section):
+    """Defaults of the retrain-and-evaluate DAG's params (a manual run can override each)."""
+
+    root: Annotated[Path | None, NoneWords] = Field(
+        None, description="registry/, datasets/ and runs/ (None: <airflow.out_dir>/train_eval)"
+    )
+    shards_dir: Annotated[Path | None, NoneWords] = Field(None, description="record shards (None: <airflow.out_dir>/shards)")
+    eval_sets: Annotated[list[str], NoDecode, CommaList] = Field(
+        default_factory=list, description="evaluation manifests / benchmark files (comma-separated); the first decides promotion"
+    )
+    config: Annotated[str | None, NoneWords] = Field(None, description="trainer TrainConfig file (.yaml/.json)")
+    preset: Annotated[str | None, NoneWords] = Field(
+        None, description="model preset overriding the config's model (tiny, offline, qwen2-1.5b, qwen2-7b)"
+    )
+    config_overrides: dict[str, Any] = Field(default_factory=dict, description='TrainConfig fields, e.g. {"max_steps": 500}')
+    dataset_version: Annotated[str | None, NoneWords] = Field(
+        None, description="retrain on this frozen version (None: freeze the current shards)"
+    )
+    primary: str = Field("recall@8", description="metric promotion is decided on")
+    ks: Annotated[list[int], NoDecode, CommaList] = Field(default_factory=lambda: [4, 8, 16, 32], description="K values evaluated")
+    baselines: Annotated[list[str], NoDecode, CommaList] = Field(
+        default_factory=lambda: ["uniform", "random"], description="baselines in the reports"
+    )
+    promotion: Literal["auto", "always", "never"] = Field("auto", description="auto: only if significantly better")
+    device: Annotated[str | None, NoneWords] = Field(None, description="None: CUDA when available")
+    nproc_per_node: int = Field(
+        1, ge=1, le=64, description="training processes (GPUs) under torchrun; 1: in the task (fsdp for 7B via config_overrides)"
+    )
+    num_frames: int = Field(512, ge=1, description="frames scored per video")
+    n_boot: int = Field(2000, ge=100, description="bootstrap resamples")
+
+
+class DashboardSettings(Section):
+    out_dir: Path = Field(Path("runs"), description="folder of runs the dashboard shows when no --out is given")
+
+
+class ReviewSettings(Section):
+    reviewer: Annotated[str | None, NoneWords] = Field(
+        None, description="name recorded with each review (None: the login name)"
+    )
+
+
+class _SettingsSources(BaseSettings):
+    """Where settings come from, highest first: init arguments (the command line), the environment, the file."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -195,14 +277,6 @@ class Settings(BaseSettings):
         extra="ignore",  # other VIDTHINKER_* variables (API keys, CONFIG) are not settings
         validate_default=True,
     )
-
-    video: VideoSettings = Field(default_factory=VideoSettings)
-    synth: SynthSettings = Field(default_factory=SynthSettings)
-    models: ModelSettings = Field(default_factory=ModelSettings)
-    annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
-    engine: EngineSettings = Field(default_factory=EngineSettings)
-    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
-    publish: PublishSettings = Field(default_factory=PublishSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -214,6 +288,21 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _FileSource(settings_cls))
+
+
+class Settings(_SettingsSources):
+    """All of VidThinker's settings. Sections can be extended; unknown keys are errors."""
+
+    video: VideoSettings = Field(default_factory=VideoSettings)
+    synth: SynthSettings = Field(default_factory=SynthSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    annotate: AnnotateSettings = Field(default_factory=AnnotateSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    airflow: AirflowSettings = Field(default_factory=AirflowSettings)
+    train_eval: TrainEvalSettings = Field(default_factory=TrainEvalSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
 
     def dump(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
@@ -297,9 +386,10 @@ def _source_of(location: tuple[Any, ...], overrides: dict[str, Any], config_file
         cursor = cursor[part]
     else:
         return "command line"
-    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in location)
-    if env_name in os.environ:
-        return f"environment {env_name}"
+    for depth in range(len(location), 1, -1):  # ("train_eval", "ks", 0): the variable is ..._TRAIN_EVAL__KS
+        env_name = ENV_PREFIX + "__".join(str(p).upper() for p in location[:depth])
+        if env_name in os.environ:
+            return f"environment {env_name}"
     if config_file is not None:
         return f"config file {config_file}"
     return "default"
@@ -309,6 +399,40 @@ def load_settings(
     config_file: Path | str | None = None, overrides: dict[str, Any] | list[str] | None = None
 ) -> Settings:
     """Build and validate the settings; raise ConfigError naming every bad key, value and source."""
+    return _load(Settings, config_file, overrides)
+
+
+@functools.cache
+def _one_section_model(name: str) -> type[_SettingsSources]:
+    if name not in Settings.model_fields:
+        raise ConfigError(f"unknown settings section {name!r}; known: {sorted(Settings.model_fields)}")
+    field = Settings.model_fields[name]
+    return create_model(f"{type(field.get_default(call_default_factory=True)).__name__}Only",
+                        __base__=_SettingsSources, **{name: (field.annotation, field)})
+
+
+def load_section(name: str, config_file: Path | str | None = None) -> Any:
+    """One section from the same sources as `load_settings`, validated alone: a bad value in another section
+    does not hide it (a DAG file must still parse; the task that uses the bad section reports it)."""
+    return getattr(_load(_one_section_model(name), config_file, None), name)
+
+
+def load_command_settings(ctx: Any, **command_overrides: object) -> Settings:
+    """Settings for a command: file < env < --set < the command's own flags (those not left unset). `ctx` is
+    the typer/click context whose `obj` the root callback filled with {"config": FILE, "overrides": [--set ...]};
+    a flag is given as section__key=value. Raises ConfigError."""
+    obj = getattr(ctx, "obj", None) or {}
+    overrides = parse_overrides(obj.get("overrides"))
+    flags: dict[str, dict[str, object]] = {}
+    for dotted, value in command_overrides.items():
+        if value is not None:
+            section, key = dotted.split("__", 1)
+            flags.setdefault(section, {})[key] = value
+    return load_settings(obj.get("config"), _merge(overrides, flags))
+
+
+def _load(model: type[_SettingsSources], config_file: Path | str | None,
+          overrides: dict[str, Any] | list[str] | None) -> Any:
     if config_file is None and os.environ.get(CONFIG_ENV):
         config_file = os.environ[CONFIG_ENV]
     path = Path(config_file) if config_file is not None else None
@@ -319,7 +443,7 @@ def load_settings(
     try:
         if path is not None:
             read_config_file(path)  # fail on a missing file or unknown section before pydantic does
-        return Settings(**overrides)
+        return model(**overrides)
     except ValidationError as error:
         lines = []
         for item in error.errors():
@@ -329,6 +453,8 @@ def load_settings(
             source = _source_of(location, overrides, path)
             lines.append(f"{key} = {value!r}: {item['msg']} (from {source})")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    except SettingsError as error:  # an environment variable of a list/dict key that is not JSON
+        raise ConfigError(f"invalid configuration: {error}: {error.__cause__}") from None
     finally:
         _config_file.reset(token)
 
@@ -339,3 +465,22 @@ def with_overrides(settings: Settings, overrides: dict[str, Any]) -> Settings:
         return Settings.model_validate(_merge(settings.dump(), overrides))
     except ValidationError as error:
         raise ConfigError(f"invalid configuration: {error}") from None
+
+
+# --------------------------------------------------------------------------- secrets
+
+# Secrets are never settings: a settings file is copied between machines and committed, `vidthinker config show`
+# prints every section, and sections end up in run files and fingerprints. So the model endpoint's API key is read
+# from the process environment only, here and nowhere else (the Airflow connection's password reaches it through
+# the environment too: orchestration.endpoint). The Hugging Face token (HF_TOKEN, else the login file) is read by
+# huggingface_hub itself (`huggingface_hub.get_token`).
+API_KEY_ENV_VARS = ("VIDTHINKER_API_KEY", "OPENAI_API_KEY")
+
+
+def api_key_from_environment() -> str | None:
+    """The model endpoint's API key: VIDTHINKER_API_KEY, else OPENAI_API_KEY, else None. Never log or store it."""
+    for name in API_KEY_ENV_VARS:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None

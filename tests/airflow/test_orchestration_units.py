@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from vidthinker.config import AirflowSettings
 from vidthinker.orchestration.endpoint import base_url_of, endpoint_from_connection
 from vidthinker.orchestration.ledger import Ledger, VideoEntry, fingerprint, load_ledger, locked_ledger
-from vidthinker.orchestration.settings import AirflowSettings, airflow_settings
+from vidthinker.orchestration.settings import airflow_settings
 from vidthinker.orchestration.tasks import run_key, run_params
 from vidthinker.schema import ManifestRow
 
