@@ -295,14 +295,16 @@ def downstream(argv: list[str]) -> None:
         if "dashboard" in tools:
             click = (
                 "import time; from pathlib import Path; from vidthinker.dashboard.data import RecordFilter, record_page, "
-                "get_record, shard_counts\nfrom vidthinker.quality import fresh_run_quality\n"
+                "get_record, shard_counts, warm_search, _question_column\nfrom vidthinker.quality import fresh_run_quality\n"
                 f"run = Path({str(run)!r}); out = []\n"
                 "def t(name, f):\n    s = time.perf_counter(); r = f(); out.append(f'{name} {time.perf_counter() - s:.3f}'); return r\n"
                 "q = t('figures', lambda: fresh_run_quality(run))\n"
                 "p = t('page-1', lambda: record_page(run, RecordFilter(), 0, 50, quality=q))\n"
+                "t('warm-search', lambda: warm_search(run))\n"
                 "t('page-middle', lambda: record_page(run, RecordFilter(), p.total // 2, 50, quality=q))\n"
                 "t('ok+type', lambda: record_page(run, RecordFilter(status='ok', instruction_type='semantic_only'), 500, 50, quality=q))\n"
                 "t('failures', lambda: record_page(run, RecordFilter(status='error'), 0, 50, quality=q))\n"
+                "t('questions-wait', lambda: _question_column(run))\n"
                 "t('search-first', lambda: record_page(run, RecordFilter(search='video 12,'), 0, 50, quality=q))\n"
                 "t('search-next-page', lambda: record_page(run, RecordFilter(search='video 12,'), 50, 50, quality=q))\n"
                 "t('other-search', lambda: record_page(run, RecordFilter(search='question 3)'), 0, 50, quality=q))\n"

@@ -148,3 +148,30 @@ def test_missing_figures_start_a_background_job_and_are_not_computed(run, monkey
     assert len(started) == 1 and started[0][-5:] == ["quality", "--out", str(run), "--previous", "5"]
     assert D.quality_job(run) == "running"
     D._jobs.clear()
+
+
+@pytest.mark.parametrize("term", ["RED", "blue q2", "q1?", "nothing like it"])
+def test_a_question_search_matches_in_memory_after_the_warm_up(run, monkeypatch, term):
+    flt = RecordFilter(search=term)
+    expected = _reference(run, flt)
+    D.warm_search(run)
+    D._question_column(run)  # wait for the background read
+    real = D.run_dataset
+
+    class NoScan:  # the run's dataset, but a scan over every shard fails the test
+        def scanner(self, *args, **kwargs):
+            pytest.fail("counted by a scan of every shard")
+
+    monkeypatch.setattr(D, "run_dataset", lambda run_dir: (NoScan(), real(run_dir)[1]))
+    page = record_page(run, flt, 0, 100)
+    assert page.total == len(expected)
+    assert page.table["id"].to_pylist() == expected
+
+
+def test_the_question_column_is_read_again_when_a_shard_changes(run):
+    D._question_column(run)
+    shard = run / "shards" / "shard-00002.parquet"
+    write_shard([_record("vid/9-9", "q1", kind="semantic_only")], shard)  # now 1 record, "red q1?"
+    flt = RecordFilter(search="red")
+    assert record_page(run, flt, 0, 100).total == len(_reference(run, flt))
+    assert "vid/9-9/q1" in record_page(run, flt, 0, 100).table["id"].to_pylist()

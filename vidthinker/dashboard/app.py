@@ -32,6 +32,7 @@ from vidthinker.dashboard.data import (
     run_signature,
     shard_counts,
     stored_quality,
+    warm_search,
 )
 from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html, video_key
 from vidthinker.dashboard.stage_view import show_stage_outputs
@@ -291,6 +292,7 @@ def _paged(run: str, flt: RecordFilter, prefix: str) -> pd.DataFrame:
     controls = st.columns([1, 1, 4])
     size = controls[0].selectbox("page size", PAGE_SIZES, index=1, key=f"{prefix}-size")
     quality = st.session_state.get("_quality")  # stored figures of the current shards, or None
+    warm_search(Path(run))  # questions read in the background: a search click then matches in memory
     total = sum(shard_counts(Path(run), flt, quality)[1])
     pages = max(1, -(-total // size))
     page_no = controls[1].number_input(f"page (of {pages})", min_value=1, max_value=pages,

@@ -9,7 +9,10 @@ A click costs what one page costs, however large the run:
   (pushed down to pyarrow), remembered per filter while the run is unchanged; then the page's shard is
   scanned alone;
 * a record is looked up in the shard its video is in (the manifests' video ids), with the id filter
-  pushed down.
+  pushed down;
+* a free-text question search matches against the run's `question` column held in memory (about 33 MB
+  at 474K records), read once per run state in a background thread that opening the run starts
+  (`warm_search`); a search before it is ready waits for that read instead of scanning again.
 
 Quality figures are never computed inside a page request: a page reads the stored `quality/run.json`
 and, when it is missing or stale, starts `vidthinker quality` in a background process (`ensure_quality`)
@@ -155,6 +158,55 @@ def _remember(cache: OrderedDict, key, value, limit: int):
         while len(cache) > limit:
             cache.popitem(last=False)
     return value
+
+
+class _QuestionColumn:
+    """One run state's `question` column, per shard path; filled by a background thread."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.by_shard: dict[str, pa.ChunkedArray] | None = None
+
+    def fill(self, run_dir: Path) -> None:
+        try:
+            dataset, _ = run_dataset(run_dir)
+            parts: dict[str, list[pa.Array]] = {}
+            for tagged in dataset.scanner(columns=["question"]).scan_batches():
+                parts.setdefault(tagged.fragment.path, []).append(tagged.record_batch.column(0))
+            self.by_shard = {path: pa.chunked_array(arrays, pa.string()) for path, arrays in parts.items()}
+        except (OSError, pa.ArrowException):
+            self.by_shard = None  # a shard changed under the read: searches fall back to a scan
+        finally:
+            self.ready.set()
+
+
+_question_cache: OrderedDict[tuple, _QuestionColumn] = OrderedDict()
+CACHED_SEARCH_RUNS = 2  # each holds a run's questions (~70 bytes a record)
+
+
+def warm_search(run_dir: Path) -> None:
+    """Start reading the run's questions in the background (a no-op when they are read or being read), so
+    that the first free-text search is a match over memory; the dashboard calls it when a run is opened."""
+    _question_column(Path(run_dir), wait=False)
+
+
+def _question_column(run_dir: Path, *, wait: bool = True) -> dict[str, pa.ChunkedArray] | None:
+    key = (str(run_dir), run_signature(run_dir))
+    with _cache_lock:
+        column = _question_cache.get(key)
+        started = column is None
+        if started:
+            column = _question_cache[key] = _QuestionColumn()
+            while len(_question_cache) > CACHED_SEARCH_RUNS:
+                _question_cache.popitem(last=False)
+        else:
+            _question_cache.move_to_end(key)
+    if started:
+        threading.Thread(target=column.fill, args=(run_dir,), name="vidthinker-questions", daemon=True).start()
+    if not wait:
+        return None
+    column.ready.wait()
+    return column.by_shard
 
 
 def shard_rows(run_dir: Path) -> list[ShardRows]:
@@ -320,6 +372,12 @@ def shard_counts(run_dir: Path, flt: RecordFilter = RecordFilter(),
     with _cache_lock:
         if key in _count_cache:
             return shards, _count_cache[key]
+    if flt.search and flt == RecordFilter(search=flt.search):  # a question search alone: match in memory
+        questions = _question_column(Path(run_dir))
+        if questions is not None and all(str(shard.path) in questions for shard in shards):
+            counts = [pc.sum(pc.match_substring(questions[str(shard.path)], pattern=flt.search, ignore_case=True)).as_py() or 0
+                      for shard in shards]
+            return shards, _remember(_count_cache, key, counts, CACHED_COUNTS)
     # one multi-threaded scan of the filter's columns over every shard, tallied by the fragment (file)
     dataset, _ = run_dataset(run_dir)
     found: dict[str, int] = {}
