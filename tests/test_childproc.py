@@ -69,7 +69,7 @@ def test_decode_worker_starts_under_an_entry_script_that_must_not_rerun(entry_sc
     assert out["seen"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] is None
     assert out["seen"]["VIDTHINKER_API_KEY"] is None
     assert out["seen"]["PATH"]
-    assert out["child_main"].endswith(os.path.join("vidthinker", "video_worker.py"))
+    assert out["child_main"].endswith(os.path.join("vidthinker", "video", "worker.py"))
 
 
 def test_child_environment_drops_airflow_task_variables_and_keys(monkeypatch):
@@ -88,6 +88,6 @@ def test_child_environment_drops_airflow_task_variables_and_keys(monkeypatch):
 
 
 def test_worker_entry_refuses_to_run_without_its_socket():
-    done = subprocess.run([sys.executable, "-m", "vidthinker.video_worker"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "vidthinker.video.worker"], capture_output=True, text=True,
                           timeout=60, check=False, env=childproc.minimal_environment())
-    assert done.returncode != 0 and "usage: python -m vidthinker.video_worker FD" in done.stderr
+    assert done.returncode != 0 and "usage: python -m vidthinker.video.worker FD" in done.stderr

@@ -1,7 +1,7 @@
-"""Test media for tests/test_video.py, made with ffmpeg, plus stand-ins for a crashing or hanging decoder.
+"""Test media for tests/video/, made with ffmpeg, plus stand-ins for a crashing or hanging decoder.
 
-Imported by the tests as a top-level module (tests/ on sys.path) so that the spawned decode worker can
-import the stand-ins by name too.
+Imported by the tests as a top-level module (tests/video/ appended to sys.path by its conftest) so that the
+spawned decode worker can import the stand-ins by name too.
 
 Every test frame encodes its own index: three vertical stripes, each a flat gray level 16 + 30*d for one
 base-8 digit d of the index (left = most significant). Flat areas survive H.264/AV1 compression within a
@@ -149,7 +149,7 @@ def make_media(root: Path) -> dict[str, Path]:
     return m
 
 
-# Stand-ins for _decode_in_process, run inside the decode worker.
+# Stand-ins for vidthinker.video.decoding._decode_in_process, run inside the decode worker.
 
 
 def abort_decode(*args: Any) -> Any:
@@ -158,3 +158,7 @@ def abort_decode(*args: Any) -> Any:
 
 def sleepy_decode(*args: Any) -> Any:
     time.sleep(600)
+
+
+def ids_of(frames: np.ndarray) -> list[int]:
+    return [frame_id(f) for f in frames]
