@@ -15,19 +15,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
-from vidthinker.orchestration.assets import SHARDS
-from vidthinker.orchestration.train_eval import DAG_ID, GPU_POOL, SELECTOR_ASSET_NAME, env_defaults
+from vidthinker.orchestration.assets import SELECTOR, SHARDS
+from vidthinker.orchestration.train_eval import DAG_ID, GPU_POOL, param_defaults
 
-D = env_defaults()
-
-try:  # the shared Asset, once vidthinker.orchestration.assets declares it
-    from vidthinker.orchestration.assets import SELECTOR  # type: ignore[attr-defined]
-except ImportError:
-    from pathlib import Path
-
-    SELECTOR = Asset(name=SELECTOR_ASSET_NAME, uri=(Path(D["root"]) / "registry").as_uri(), group="vidthinker")
+D = param_defaults()
 
 PARAMS = {
     "root": Param(D["root"], type="string", minLength=1, description="registry/, datasets/ and runs/ go here"),

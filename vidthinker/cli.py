@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vidthinker import __version__
-from vidthinker.config import ConfigError, Settings, load_settings
+from vidthinker.config import ConfigError, Settings, load_command_settings
 from vidthinker.redact import install_log_redaction, redact, redact_exception
 from vidthinker.schema import SchemaError
 
@@ -93,19 +93,10 @@ def main(
     ctx.obj = {"config": config, "overrides": set_ or []}
 
 
-def settings_from(ctx: typer.Context, **command_overrides: object) -> Settings:
-    """Settings for a command: file < env < --set < the command's own flags (those not left unset)."""
-    from vidthinker.config import _merge, parse_overrides
-
-    obj = ctx.obj or {}
+def _settings(ctx: typer.Context, **command_overrides: object) -> Settings:
+    """vidthinker.config.load_command_settings; a bad setting exits 2 with the message."""
     try:
-        overrides = parse_overrides(obj.get("overrides"))
-        flags: dict[str, dict[str, object]] = {}
-        for dotted, value in command_overrides.items():
-            if value is not None:
-                section, key = dotted.split("__", 1)
-                flags.setdefault(section, {})[key] = value
-        return load_settings(obj.get("config"), _merge(overrides, flags))
+        return load_command_settings(ctx, **command_overrides)
     except ConfigError as error:
         raise _fail(str(error)) from None
 
@@ -145,7 +136,7 @@ def synth(
     """
     from vidthinker.synth import generate_synthetic_set
 
-    settings = settings_from(ctx, synth__videos=videos, synth__seed=seed, synth__min_seconds=min_seconds, synth__max_seconds=max_seconds)
+    settings = _settings(ctx, synth__videos=videos, synth__seed=seed, synth__min_seconds=min_seconds, synth__max_seconds=max_seconds)
     cfg = settings.synth
     with progress_bar("synthesising videos", cfg.videos) as bar:
         def advance(message: str) -> None:
@@ -173,7 +164,7 @@ def probe(
     from vidthinker.video import VideoError
     from vidthinker.video import probe as probe_video
 
-    settings = settings_from(ctx)
+    settings = _settings(ctx)
     table = Table("video", "duration s", "fps", "frames", "size", "codec", "rotation", "error")
     failed = 0
     for path in videos:
@@ -212,7 +203,7 @@ def plan(
     from vidthinker.planning import plan_manifest
     from vidthinker.schema import ClipPlan, write_parquet
 
-    settings = settings_from(ctx, video__clip_seconds=clip_seconds, video__grid_fps=grid_fps)
+    settings = _settings(ctx, video__clip_seconds=clip_seconds, video__grid_fps=grid_fps)
     try:
         rows = read_manifest(manifest)
     except SchemaError as error:
@@ -290,7 +281,7 @@ def annotate(
     from vidthinker.formats import read_manifest
     from vidthinker.models import ModelUnavailable
 
-    settings = settings_from(
+    settings = _settings(
         ctx, models__backend=backend.value if backend else None, models__base_url=base_url, models__caption_model=model,
         annotate__caption_mode=caption_mode.value if caption_mode else None, annotate__oracle_captions=oracle,
         engine__name=engine.value if engine else None, engine__ray_address=ray_address, engine__shard_size=shard_size,
@@ -487,7 +478,7 @@ def validate(
 @config_app.command("show")
 def config_show(ctx: typer.Context) -> None:
     """Print the settings in force (after file, environment and --set) as JSON."""
-    out.print_json(json.dumps(settings_from(ctx.parent or ctx).dump()))
+    out.print_json(json.dumps(_settings(ctx.parent or ctx).dump()))
 
 
 # --------------------------------------------------------------------------- demo (the main job)
@@ -514,7 +505,7 @@ def demo(
     from vidthinker.quality import compute_run_quality, ground_truth_agreement
     from vidthinker.synth import generate_synthetic_set
 
-    settings = settings_from(ctx)
+    settings = _settings(ctx)
     cfg = settings.synth
     with progress_bar("synthesising videos", videos) as bar:
         manifest_path = generate_synthetic_set(

@@ -33,7 +33,7 @@ from typing import Annotated
 
 import typer
 
-from vidthinker.config import Settings
+from vidthinker.config import ConfigError, Settings, load_command_settings
 
 # Qwen2.5-VL: 14 px patches merged 2x2 -> one token per 28x28 pixels; two frames per temporal patch.
 PIXELS_PER_TOKEN_SIDE = 28
@@ -148,9 +148,11 @@ def serve_args_command(
     """Print the `vllm serve` flags (--max-model-len, --limit-mm-per-prompt) that take every request
     the settings in force produce (stage 1 frames or clip videos, frame checks, downstream QA with
     models.qa_frames frames), with the request shapes they come from on stderr."""
-    from vidthinker.cli import settings_from
-
-    settings = settings_from(ctx)
+    try:
+        settings = load_command_settings(ctx)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     limits = serve_limits(settings)
     for shape in request_shapes(settings):
         typer.echo(f"# {shape.describe()}", err=True)

@@ -62,7 +62,7 @@ def test_env_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("VIDTHINKER_TRAIN_EVAL__EVAL_SETS", "a.jsonl,b.json")
     monkeypatch.setenv("VIDTHINKER_TRAIN_EVAL__CONFIG_OVERRIDES", '{"max_steps": 10}')
     monkeypatch.setenv("VIDTHINKER_AIRFLOW__OUT_DIR", str(tmp_path))
-    d = te.env_defaults()
+    d = te.param_defaults()
     assert d["eval_sets"] == ["a.jsonl", "b.json"] and d["config_overrides"] == {"max_steps": 10}
     assert d["root"] == str(tmp_path / "train_eval") and d["promotion"] == "auto"
 

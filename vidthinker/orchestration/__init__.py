@@ -21,5 +21,6 @@ POOL = "vidthinker_models"
 CONN_ID = "vidthinker_model_endpoint"
 SHARDS_ASSET_NAME = "vidthinker_shards"
 QUALITY_ASSET_NAME = "vidthinker_quality"
+SELECTOR_ASSET_NAME = "vidthinker_selector"  # the train-eval DAG's promoted selector
 
-__all__ = ["CONN_ID", "DAG_ID", "POOL", "QUALITY_ASSET_NAME", "SHARDS_ASSET_NAME"]
+__all__ = ["CONN_ID", "DAG_ID", "POOL", "QUALITY_ASSET_NAME", "SELECTOR_ASSET_NAME", "SHARDS_ASSET_NAME"]

@@ -15,12 +15,12 @@ Triggered by the `vidthinker_shards` Asset (each annotate run that added shards)
                 and makes it `best` in `<root>/registry/registry.json` (with a history of every decision)
     emit        an asset event on `vidthinker_selector` with the new best (only when promoted)
 
-Settings: the DAG params (a manual run can override each), defaulting to `VIDTHINKER_TRAIN_EVAL__<KEY>`
-environment variables: ROOT (default `<VIDTHINKER_AIRFLOW__OUT_DIR>/train_eval`), SHARDS_DIR (default
-`<out_dir>/shards`), EVAL_SETS (comma-separated manifests/benchmark files), CONFIG (train config file),
-PRESET, PRIMARY (recall@8), KS (4,8,16,32), BASELINES (uniform,random), POOL (vidthinker_gpu), DEVICE,
-NPROC_PER_NODE (1; more trains under torchrun on that many local GPUs, and the train task then takes
-as many slots of the GPU pool).
+Settings: the DAG params (a manual run can override each), defaulting to the `train_eval` section of
+`vidthinker.config.Settings` (file `[train_eval]`, environment `VIDTHINKER_TRAIN_EVAL__<KEY>`): root (default
+`<airflow.out_dir>/train_eval`), shards_dir (default `<airflow.out_dir>/shards`), eval_sets (comma-separated
+manifests/benchmark files), config (train config file), preset, primary (recall@8), ks (4,8,16,32), baselines
+(uniform,random), device, nproc_per_node (1; more trains under torchrun on that many local GPUs, and the train
+task then takes as many slots of the GPU pool), num_frames, n_boot, promotion, config_overrides (JSON).
 """
 
 from __future__ import annotations
@@ -35,18 +35,18 @@ import shutil
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
+from vidthinker.config import TrainEvalSettings, load_section
+from vidthinker.io import atomic_write_text
 from vidthinker.redact import redacted_io
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "vidthinker_train_eval"
-SELECTOR_ASSET_NAME = "vidthinker_selector"
 GPU_POOL = "vidthinker_gpu"
-ENV_PREFIX = "VIDTHINKER_TRAIN_EVAL__"
 CANDIDATE = "candidate"
 
 
@@ -54,73 +54,30 @@ CANDIDATE = "candidate"
 
 
 def _default_out_dir() -> Path:
-    return Path(os.environ.get("VIDTHINKER_AIRFLOW__OUT_DIR", "/data/vidthinker")).expanduser().absolute()
+    return load_section("airflow").out_dir.expanduser().absolute()
 
 
-def _split(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v) for v in value]
-
-
-class TrainEvalParams(BaseModel):
-    """One run's settings (DAG params over the environment's defaults)."""
-
-    model_config = ConfigDict(extra="forbid")
+class TrainEvalParams(TrainEvalSettings):
+    """One run's settings: the DAG params over the `train_eval` section's defaults."""
 
     root: Path = Field(default_factory=lambda: _default_out_dir() / "train_eval")
-    shards_dir: Path | None = None
-    eval_sets: list[str] = Field(default_factory=list)
-    config: str | None = None  # trainer TrainConfig file (.yaml/.json)
-    preset: str | None = None  # model preset overriding the config's model (tiny, offline, qwen2-7b, ...)
-    config_overrides: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields, e.g. {"max_steps": 500}
-    dataset_version: str | None = None  # retrain on an existing frozen version instead of the current shards
-    primary: str = "recall@8"
-    ks: list[int] = Field(default_factory=lambda: [4, 8, 16, 32])
-    baselines: list[str] = Field(default_factory=lambda: ["uniform", "random"])
-    promotion: Literal["auto", "always", "never"] = "auto"
-    device: str | None = None
-    # >1: train under torchrun on this many local GPUs (config_overrides {"strategy": "fsdp"} for 7B)
-    nproc_per_node: int = Field(1, ge=1, le=64)
-    num_frames: int = Field(512, ge=1)
-    n_boot: int = Field(2000, ge=100)
-
-    @field_validator("eval_sets", "baselines", mode="before")
-    @classmethod
-    def _lists(cls, v: Any) -> Any:
-        return _split(v)
-
-    @field_validator("ks", mode="before")
-    @classmethod
-    def _ints(cls, v: Any) -> Any:
-        return [int(x) for x in _split(v)] if isinstance(v, str) else v
-
-    @field_validator("config", "preset", "dataset_version", "device", "shards_dir", mode="before")
-    @classmethod
-    def _none_words(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and v.strip().lower() in ("", "none", "null") else v
 
     @property
     def shards(self) -> Path:
         return self.shards_dir or _default_out_dir() / "shards"
 
 
-def env_defaults() -> dict[str, Any]:
-    """Param defaults from VIDTHINKER_TRAIN_EVAL__* (what the DAG file shows as its params' defaults)."""
-    out: dict[str, Any] = {}
-    for name in TrainEvalParams.model_fields:
-        raw = os.environ.get(ENV_PREFIX + name.upper())
-        if raw is not None:
-            out[name] = json.loads(raw) if name == "config_overrides" else raw
-    return TrainEvalParams.model_validate(out).model_dump(mode="json")
+def param_defaults() -> dict[str, Any]:
+    """The DAG params' defaults: the `train_eval` settings section (file, VIDTHINKER_TRAIN_EVAL__* environment),
+    its root resolved against airflow.out_dir."""
+    section = load_section("train_eval")
+    return TrainEvalParams.model_validate(section.model_dump(exclude_none=True)).model_dump(mode="json")
 
 
 def params_of(params: dict[str, Any]) -> TrainEvalParams:
     p = TrainEvalParams.model_validate({k: v for k, v in params.items() if v is not None})
     if not p.eval_sets:
-        raise ValueError(f"no evaluation set: set the param `eval_sets` (or {ENV_PREFIX}EVAL_SETS)")
+        raise ValueError("no evaluation set: set the param `eval_sets` (or the setting train_eval.eval_sets, VIDTHINKER_TRAIN_EVAL__EVAL_SETS)")
     missing = [s for s in p.eval_sets if not Path(s).exists()]
     if missing:
         raise FileNotFoundError(f"evaluation sets not found: {missing}")
@@ -138,10 +95,7 @@ def run_dir(p: TrainEvalParams, run_id: str) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))
 
 
 def _now() -> str:
