@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -161,11 +162,13 @@ def _remember(cache: OrderedDict, key, value, limit: int):
 
 
 class _QuestionColumn:
-    """One run state's `question` column, per shard path; filled by a background thread."""
+    """One run state's `question` column (one chunked array) and each shard's row span in it; filled by a
+    background thread."""
 
     def __init__(self) -> None:
         self.ready = threading.Event()
-        self.by_shard: dict[str, pa.ChunkedArray] | None = None
+        self.questions: pa.ChunkedArray | None = None
+        self.spans: dict[str, tuple[int, int]] = {}
 
     def fill(self, run_dir: Path) -> None:
         try:
@@ -173,11 +176,28 @@ class _QuestionColumn:
             parts: dict[str, list[pa.Array]] = {}
             for tagged in dataset.scanner(columns=["question"]).scan_batches():
                 parts.setdefault(tagged.fragment.path, []).append(tagged.record_batch.column(0))
-            self.by_shard = {path: pa.chunked_array(arrays, pa.string()) for path, arrays in parts.items()}
+            chunks, at = [], 0
+            for path in dataset.files:  # a shard without rows has no batch: an empty span
+                parts.setdefault(path, [])
+            for path, arrays in parts.items():
+                rows = sum(len(a) for a in arrays)
+                self.spans[path] = (at, at + rows)
+                chunks.extend(arrays)
+                at += rows
+            self.questions = pa.chunked_array(chunks, pa.string())
         except (OSError, pa.ArrowException):
-            self.by_shard = None  # a shard changed under the read: searches fall back to a scan
+            self.questions = None  # a shard changed under the read: searches fall back to a scan
         finally:
             self.ready.set()
+
+    def counts(self, paths: Sequence[str], search: str) -> list[int] | None:
+        """Rows of each shard whose question contains `search` (case-insensitive, as the filter's
+        `match_substring`); None when a shard is not in the column."""
+        if self.questions is None or any(p not in self.spans for p in paths):
+            return None
+        hits = pc.match_substring(self.questions, pattern=search, ignore_case=True)
+        running = np.concatenate([[0], np.cumsum(hits.to_numpy(zero_copy_only=False), dtype=np.int64)])
+        return [int(running[self.spans[p][1]] - running[self.spans[p][0]]) for p in paths]
 
 
 _question_cache: OrderedDict[tuple, _QuestionColumn] = OrderedDict()
@@ -190,7 +210,7 @@ def warm_search(run_dir: Path) -> None:
     _question_column(Path(run_dir), wait=False)
 
 
-def _question_column(run_dir: Path, *, wait: bool = True) -> dict[str, pa.ChunkedArray] | None:
+def _question_column(run_dir: Path, *, wait: bool = True) -> _QuestionColumn | None:
     key = (str(run_dir), run_signature(run_dir))
     with _cache_lock:
         column = _question_cache.get(key)
@@ -206,7 +226,7 @@ def _question_column(run_dir: Path, *, wait: bool = True) -> dict[str, pa.Chunke
     if not wait:
         return None
     column.ready.wait()
-    return column.by_shard
+    return column
 
 
 def shard_rows(run_dir: Path) -> list[ShardRows]:
@@ -373,10 +393,8 @@ def shard_counts(run_dir: Path, flt: RecordFilter = RecordFilter(),
         if key in _count_cache:
             return shards, _count_cache[key]
     if flt.search and flt == RecordFilter(search=flt.search):  # a question search alone: match in memory
-        questions = _question_column(Path(run_dir))
-        if questions is not None and all(str(shard.path) in questions for shard in shards):
-            counts = [pc.sum(pc.match_substring(questions[str(shard.path)], pattern=flt.search, ignore_case=True)).as_py() or 0
-                      for shard in shards]
+        counts = _question_column(Path(run_dir)).counts([str(shard.path) for shard in shards], flt.search)
+        if counts is not None:
             return shards, _remember(_count_cache, key, counts, CACHED_COUNTS)
     # one multi-threaded scan of the filter's columns over every shard, tallied by the fragment (file)
     dataset, _ = run_dataset(run_dir)
