@@ -546,7 +546,7 @@ class VideoITGSelector(BaseSelector):
             n_grid=grid_size(info, self.store.grid_fps),
             grid_ids=ids,
             video_frame_ids=tuple(self.store.frame_indices(info, ids)),
-            meta=None,
+            info=None,
         )
         frames = None if self.selector.cached(plan) else self.store.frames(info, ids)
         features = self.selector.features(plan, frames)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer import _video
+from vidthinker.video import VideoInfo, decode_frames, grid_size, grid_to_frame_index, probe, uniform_indices
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,28 @@ def source_files(source: str | Path) -> list[Path]:
     return files
 
 
+_hash_lock = threading.Lock()
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """sha256 of the file's bytes (memoised per path, size and mtime)."""
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _hash_lock:
+        if key in _hash_memo:
+            return _hash_memo[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    with _hash_lock:
+        _hash_memo[key] = value
+    return value
+
+
 def _shard_content_key(path: Path) -> str:
     """What identifies a record file's content: its shard manifest's content hash (`vidthinker.shards`,
     read through `read_shard_manifest`) when it has one, else a hash of the file's bytes."""
@@ -104,7 +126,7 @@ def _shard_content_key(path: Path) -> str:
         manifest = read_shard_manifest(path)
         if manifest is not None and manifest.content_hash:
             return "manifest:" + manifest.content_hash
-    return "file:" + _video.content_hash(path)
+    return "file:" + content_hash(path)
 
 
 def data_version(source: str | Path) -> str:
@@ -331,7 +353,7 @@ class FramePlan:
     n_grid: int
     grid_ids: tuple[int, ...]
     video_frame_ids: tuple[int, ...]
-    meta: Any = field(default=None, compare=False, repr=False)
+    info: VideoInfo | None = field(default=None, compare=False, repr=False)  # what probe read
 
 
 _plan_lock = threading.Lock()
@@ -343,13 +365,13 @@ def frame_plan(video: str | Path, cap: int = 512, grid_fps: float = 1.0) -> Fram
     with _plan_lock:
         if key in _plan_memo:
             return _plan_memo[key]
-    meta = _video.probe(video)
-    n_grid = _video.num_grid_frames(meta, grid_fps)
+    info = probe(str(video))
+    n_grid = grid_size(info, grid_fps)
     if n_grid < 1:
         raise ValueError(f"{video}: no frames on the {grid_fps} fps grid")
-    grid_ids = _video.sample_grid_ids(n_grid, cap)
-    frames = _video.grid_frames(meta, grid_ids, grid_fps)
-    plan = FramePlan(str(video), meta.fps, meta.num_frames, n_grid, tuple(grid_ids), tuple(frames), meta)
+    grid_ids = uniform_indices(n_grid, cap)  # all of them when n_grid <= cap
+    frames = grid_to_frame_index(info, grid_ids, grid_fps)
+    plan = FramePlan(str(video), info.fps, info.num_frames, n_grid, tuple(grid_ids), tuple(frames), info)
     with _plan_lock:
         _plan_memo[key] = plan
     return plan
@@ -414,7 +436,7 @@ class FeatureCache:
     def key(video: str | Path, encoder_id: str, frame_ids: Sequence[int], image_size: int, grid: int) -> str:
         body = json.dumps(
             {
-                "video": _video.content_hash(video),
+                "video": content_hash(video),
                 "encoder": encoder_id,
                 "frames": [int(f) for f in frame_ids],
                 "size": [int(image_size), int(grid)],
@@ -526,7 +548,7 @@ class VideoFeatures:
     ) -> torch.Tensor:
         plan = plan or self.plan(video)
         if frames is None:
-            frames = decode_for(self.model, video, plan.video_frame_ids, meta=plan.meta, isolate=self.isolate)
+            frames = decode_for(self.model, video, plan.video_frame_ids, info=plan.info, isolate=self.isolate)
         return self.model.encode_frames(frames, batch_size=self.encode_batch_size)
 
     def get(self, video: str, frames: np.ndarray | None = None) -> torch.Tensor:
@@ -534,10 +556,12 @@ class VideoFeatures:
         return self.cache.get_or_compute(self.key(video, plan), lambda: self.compute(video, plan, frames))
 
 
-def decode_for(model, video: str, frame_ids: Sequence[int], *, meta=None, isolate: bool = True) -> np.ndarray:
+def decode_for(
+    model, video: str, frame_ids: Sequence[int], *, info: VideoInfo | None = None, isolate: bool = True
+) -> np.ndarray:
     """Decode frames at a size just above the encoder's input (cheap resize later, no upscaling loss)."""
-    return _video.decode_frames(
-        video, list(frame_ids), max_side=max(2 * model.vision.image_size, 64), isolate=isolate, meta=meta
+    return decode_frames(
+        str(video), list(frame_ids), max_side=max(2 * model.vision.image_size, 64), isolate=isolate, info=info
     )
 
 

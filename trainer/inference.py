@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainer import _video
 from trainer.data import FeatureCache, FramePlan, decode_for, frame_plan
 from trainer.model import FrameSelector
+from vidthinker.video import probe, uniform_indices
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +164,14 @@ class Selector:
         video = str(video)
         if self.sampling == "grid":
             return frame_plan(video, num_frames, self.config.grid_fps)
-        meta = _video.probe(video)
+        info = probe(video)
         if self.sampling == "videoitg":
-            ids = videoitg_indices(meta.num_frames, meta.fps, num_frames)
+            ids = videoitg_indices(info.num_frames, info.fps, num_frames)
         else:
-            ids = _video.uniform_indices(meta.num_frames, num_frames)
+            ids = uniform_indices(info.num_frames, num_frames)
         if not ids:
-            raise ValueError(f"{video}: no frames to score ({meta.num_frames} frames at {meta.fps} fps)")
-        return FramePlan(video, meta.fps, meta.num_frames, 0, (), tuple(int(i) for i in ids), meta)
+            raise ValueError(f"{video}: no frames to score ({info.num_frames} frames at {info.fps} fps)")
+        return FramePlan(video, info.fps, info.num_frames, 0, (), tuple(int(i) for i in ids), info)
 
     def _cache_key(self, plan: FramePlan) -> str:
         if self._encoder_id is None:
@@ -185,7 +185,7 @@ class Selector:
         )
 
     def decode(self, plan: FramePlan) -> np.ndarray:
-        return decode_for(self.model, plan.video, plan.video_frame_ids, meta=plan.meta, isolate=self.isolate)
+        return decode_for(self.model, plan.video, plan.video_frame_ids, info=plan.info, isolate=self.isolate)
 
     def features(self, plan: FramePlan, frames: np.ndarray | None = None) -> torch.Tensor:
         key = self._cache_key(plan)

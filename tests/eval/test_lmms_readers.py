@@ -21,8 +21,8 @@ from eval.selectors import PredictionsSelector, rank_ids, read_prediction_lines
 from tests.eval import benchmark_files
 from tests.eval.lmms_reader import LmmsFrameReader
 from tests.trainer.conftest import write_index_video
-from trainer import _video
 from trainer.inference import Selector, select_manifest
+from vidthinker.video import probe
 
 K = 4
 NUM_FRAMES = (1, 2, K, K + 3)  # the Video-LLM's num_frame: below, at and above K
@@ -50,7 +50,7 @@ def best_frames(selector: Selector, video: str, question: str, n: int) -> list[i
 
 
 def total_frames(video: str) -> int:
-    return _video.probe(video).num_frames
+    return probe(video).num_frames
 
 
 @pytest.mark.parametrize("benchmark", sorted(benchmark_files.WRITERS))

@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer import _video
 from trainer.config import tiny_config
 from trainer.data import (
     FeatureCache,
@@ -28,6 +27,7 @@ from trainer.data import (
     selector_loss,
 )
 from trainer.model import FrameSelector
+from vidthinker.video import VideoInfo, grid_to_frame_index, uniform_indices
 
 
 def test_pos_weight_hand_cases():
@@ -66,14 +66,20 @@ def test_grid_sampling_caps_with_uniform_indices(video30):
     assert full.n_grid == 8 and full.grid_ids == tuple(range(8))
     assert full.video_frame_ids == tuple(30 * k for k in range(8))
     capped = frame_plan(video30, cap=3)
-    assert capped.grid_ids == tuple(_video.uniform_indices(8, 3)) == (0, 3, 7)
+    assert capped.grid_ids == tuple(uniform_indices(8, 3)) == (0, 3, 7)
     assert capped.video_frame_ids == (0, 90, 210)
 
 
+def grid_to_video_frame(grid_ids: list[int], fps: float, num_frames: int) -> list[int]:
+    """vidthinker.video's grid rule for a video long enough to hold every grid id given."""
+    info = VideoInfo("/v.mp4", max(grid_ids) + 1.0, fps, num_frames, 64, 48, "h264", 0, "mp4", False)
+    return grid_to_frame_index(info, grid_ids)
+
+
 def test_grid_to_video_frame_rounds_half_up():
-    assert _video.grid_to_video_frame([0, 1, 2, 3], 29.97, 10_000).tolist() == [0, 30, 60, 90]
-    assert _video.grid_to_video_frame([1, 3], 2.5, 100).tolist() == [3, 8]  # 2.5 -> 3, 7.5 -> 8
-    assert _video.grid_to_video_frame([100], 30, 50).tolist() == [49]  # clamped to the last frame
+    assert grid_to_video_frame([0, 1, 2, 3], 29.97, 10_000) == [0, 30, 60, 90]
+    assert grid_to_video_frame([1, 3], 2.5, 100) == [3, 8]  # 2.5 -> 3, 7.5 -> 8
+    assert grid_to_video_frame([100], 30, 50) == [49]  # clamped to the last frame
 
 
 def test_samples_from_shards_skip_errors(shards):
@@ -158,7 +164,7 @@ def test_shard_index_is_cached_on_the_manifest_hash(tmp_path, video30, monkeypat
 
     # a warm start reads the cached index only: no shard is opened, and the manifests give the version
     monkeypatch.setattr(D, "_build_index", lambda path: pytest.fail(f"{path} read again"))
-    monkeypatch.setattr(D._video, "content_hash", lambda path: pytest.fail(f"{path} hashed again"))
+    monkeypatch.setattr(D, "content_hash", lambda path: pytest.fail(f"{path} hashed again"))
     again = LoadReport()
     assert load_samples(folder, video_root=video30.parent, report=again) == samples
     assert (again.records, again.skipped_error, again.index_hits) == (3, 1, 2)

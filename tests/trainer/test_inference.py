@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tests.trainer.conftest import read_index
-from trainer import _video
 from trainer.inference import Selector, read_queries, select_manifest, top_k, videoitg_indices
 from trainer.model import FrameSelector
+from vidthinker.video import decode_frames, uniform_indices
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_grid_ids_map_to_original_frames_of_a_30fps_video(selector, video30):
     assert frame_ids.tolist() == [round(30 * k) for k in range(8)]
     assert scores.shape == (8,) and scores.dtype == np.float32 and ((scores > 0) & (scores < 1)).all()
     # the decoded pixels really are those frames (each frame encodes its own index)
-    frames = _video.decode_frames(video30, frame_ids.tolist())
+    frames = decode_frames(video30, frame_ids.tolist())
     assert [read_index(f) for f in frames] == frame_ids.tolist()
     # capped sampling: uniform over the grid, then mapped
     capped, _, capped_grid = selector.score(video30, "q", num_frames=3, return_grid_ids=True)
@@ -37,7 +37,7 @@ def test_grid_ids_map_to_original_frames_of_a_30fps_video(selector, video30):
 def test_uniform_sampling_over_video_frames(trained_checkpoint, video30):
     sel = Selector.from_pretrained(trained_checkpoint, device="cpu", sampling="uniform")
     frame_ids, scores = sel.score(video30, "q", num_frames=16)
-    assert frame_ids.tolist() == _video.uniform_indices(225, 16) and len(scores) == 16
+    assert frame_ids.tolist() == uniform_indices(225, 16) and len(scores) == 16
     assert frame_ids[0] == 0 and frame_ids[-1] == 224
 
 
@@ -60,7 +60,7 @@ def test_videoitg_sampling_scores_the_release_sampler_frames(trained_checkpoint,
     sel = Selector.from_pretrained(trained_checkpoint, device="cpu", sampling="videoitg")
     frame_ids, scores, grid_ids = sel.score(video30, "q", num_frames=3, return_grid_ids=True)
     assert frame_ids.tolist() == [0, 60, 150] and grid_ids is None and len(scores) == 3
-    assert [read_index(f) for f in _video.decode_frames(video30, frame_ids.tolist())] == [0, 60, 150]
+    assert [read_index(f) for f in decode_frames(video30, frame_ids.tolist())] == [0, 60, 150]
     assert sel.score(video30, "q")[0].tolist() == list(range(0, 225, 30))
     with pytest.raises(ValueError, match="sampling must be one of grid, uniform, videoitg"):
         Selector(sel.model, device="cpu", sampling="lmms-eval")
