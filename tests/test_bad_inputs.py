@@ -257,11 +257,12 @@ def test_limit_below_one_is_refused(command, value):
 
 @pytest.mark.parametrize("mask", [0o022, 0o027])
 def test_atomic_writers_give_files_the_umask_mode(tmp_path, mask):
-    from vidthinker import quality, shards, synth
+    from vidthinker import quality, synth
+    from vidthinker.shards import write_shard
     from vidthinker.orchestration import ledger
 
     writers = {
-        "shard": lambda p: shards._atomic_write_bytes(p, lambda tmp: Path(tmp).write_text("x")),
+        "shard": lambda p: write_shard([], p),  # parquet and manifest through vidthinker.io
         "ledger": lambda p: ledger._atomic_write_text(p, "x"),
         "quality": lambda p: quality._atomic_write(p, "x"),
         "synth": lambda p: synth._atomic_write_text(p, "x"),

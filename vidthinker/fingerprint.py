@@ -4,7 +4,7 @@ A run folder's shards are resumed by shard id, and shard ids hash only the video
 rerun with other models, prompts or pipeline settings does not take shards made with the old ones as
 finished, every shard manifest stores the fingerprint of the settings it was written with
 (`ShardManifest.settings_fingerprint`) and planning compares it with the current one
-(`vidthinker.shards.plan_run`, `vidthinker.engine.run_shards`).
+(`vidthinker.shards.schedule_run`, `vidthinker.engine.run_shards`).
 
 What goes in (`fingerprint_inputs`), as canonical JSON hashed with sha256 (first 16 hex digits):
 

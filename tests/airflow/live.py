@@ -248,7 +248,7 @@ def measure(videos: int, shard_size: int, engine: str, work: Path) -> dict:
     from vidthinker.config import load_settings, with_overrides
     from vidthinker.engine import run_shards
     from vidthinker.formats import read_manifest
-    from vidthinker.shards import plan_shards
+    from vidthinker.shards import assign_shards
     from vidthinker.synth import generate_synthetic_set
 
     manifest = generate_synthetic_set(work / "synth", videos, seed=5, min_seconds=10, max_seconds=14)
@@ -272,7 +272,7 @@ def measure(videos: int, shard_size: int, engine: str, work: Path) -> dict:
 
         # the engine alone on the same shards, same settings, fresh folder and cache
         rows = read_manifest(manifest)
-        specs = plan_shards(rows, shard_size, prefix="direct")
+        specs = assign_shards(rows, shard_size, prefix="direct")
         settings = with_overrides(load_settings(), {"models": {"backend": "openai", "base_url": stub.base_url,
                                                                "caption_model": "scripted", "structured_output": "json_schema"},
                                                     "annotate": {"oracle_captions": True}})

@@ -100,12 +100,12 @@ def test_run_key_and_params():
 
 def test_plan_fails_when_out_dir_holds_shards_made_with_other_settings(tmp_path):
     """The DAG adds to one dataset: its planning task stops on a stale shard instead of counting it as done."""
-    from tests.engine.test_shards import record, row
+    from tests.shards.shard_records import record, row
     from vidthinker.fingerprint import annotation_fingerprint
     from vidthinker.formats import write_manifest
     from vidthinker.orchestration import tasks
     from vidthinker.orchestration.endpoint import Endpoint
-    from vidthinker.shards import StaleShardsError, plan_shards, shard_file, write_shard
+    from vidthinker.shards import StaleShardsError, assign_shards, shard_file, write_shard
 
     rows = [row("a"), row("b")]
     manifest = tmp_path / "manifest.jsonl"
@@ -113,7 +113,7 @@ def test_plan_fails_when_out_dir_holds_shards_made_with_other_settings(tmp_path)
     out = tmp_path / "out"
     params = {"manifest": str(manifest), "out_dir": str(out), "engine": "local", "shard_size": 1, "oracle": True}
     current = annotation_fingerprint(tasks.settings_for_run(tasks.run_params(params)))
-    done = plan_shards(rows[:1], 1)[0]  # e.g. written by `vidthinker annotate` with other settings
+    done = assign_shards(rows[:1], 1)[0]  # e.g. written by `vidthinker annotate` with other settings
 
     def write(spec, fingerprint):
         write_shard([record(v) for v in spec.video_ids], shard_file(out, spec.shard_id), shard_id=spec.shard_id,

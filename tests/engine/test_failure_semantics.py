@@ -30,8 +30,8 @@ from vidthinker.shards import (
     DuplicateRecordsError,
     RunFolderLock,
     ShardSpec,
+    assign_shards,
     check_duplicate_ids,
-    plan_shards,
     shard_state,
     shards_dir,
 )
@@ -234,7 +234,7 @@ def test_shard_state_is_the_one_decision(baseline, stub, synthetic_set, tmp_path
     out = tmp_path / "run"
     assert annotate(synthetic_set, out, stub.base_url)[0] == 0
     rows = read_manifest(synthetic_set)
-    spec = plan_shards(rows, 1)[0]
+    spec = assign_shards(rows, 1)[0]
     from vidthinker.fingerprint import annotation_fingerprint
     from tests.engine.conftest import settings_for
     from vidthinker.shards import row_identities
@@ -305,7 +305,7 @@ def test_airflow_shard_task_fails_on_a_transient_shard_and_leaves_no_finished_sh
     from vidthinker.orchestration.runner import ShardFailed, run_one_shard
 
     out = tmp_path / "run"
-    spec = plan_shards(baseline.rows, 3)[0]
+    spec = assign_shards(baseline.rows, 3)[0]
     proxy.configure(outage_after=2)
     with pytest.raises(ShardFailed, match="transient"):
         run_one_shard(spec, baseline.rows, out, settings_for(proxy.base_url, "models.timeout_s=1.5"), engine="local")

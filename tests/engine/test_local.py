@@ -22,9 +22,9 @@ from vidthinker.fingerprint import annotation_fingerprint
 from vidthinker.shards import (
     LOCK_NAME,
     StaleShardsError,
+    assign_shards,
     finished_shard,
     finished_shards,
-    plan_shards,
     shard_file,
     shards_dir,
 )
@@ -55,7 +55,7 @@ def test_rerun_skips_finished_shards_and_calls_no_model(baseline, stub, tmp_path
     summary = run_annotation(baseline.rows, out, settings, on_shard_done=shards.append)
     assert stub.count == before and not opened  # no model call at all, no model even opened
     assert {r.status for r in shards} == {"skipped"} and len(shards) == len(baseline.rows)
-    assert sorted(summary.skipped_shards) == sorted(s.shard_id for s in plan_shards(baseline.rows, 1))
+    assert sorted(summary.skipped_shards) == sorted(s.shard_id for s in assign_shards(baseline.rows, 1))
     assert summary.records == len(baseline.ids) and summary.calls == 0
     assert {p.name: p.stat().st_mtime_ns for p in shards_dir(out).iterdir()} == stamps  # nothing rewritten
     assert dataset_hash(out) == baseline.hash
@@ -98,7 +98,7 @@ def test_rerun_with_other_settings_stops_before_any_work_and_redo_stale_rewrites
     from vidthinker.engine import run_shards
 
     with pytest.raises(StaleShardsError):
-        run_shards(plan_shards(baseline.rows, 1), baseline.rows, out, changed)
+        run_shards(assign_shards(baseline.rows, 1), baseline.rows, out, changed)
     assert files_of(out) == before and not opened
 
     # opt-in: the same shards (same ids) are annotated again and carry the new fingerprint
@@ -167,7 +167,7 @@ def test_rerun_over_fewer_rows_skips_a_finished_shard_holding_more_videos(baseli
 
 @pytest.mark.timeout(300)
 def test_annotate_killed_mid_shard_then_rerun_loses_nothing_and_pays_no_call_twice(baseline, synthetic_set, tmp_path):
-    specs = plan_shards(baseline.rows, 1)
+    specs = assign_shards(baseline.rows, 1)
     by_id = {r.video_id: r for r in baseline.rows}
     first_calls = len(by_id[specs[0].video_ids[0]].qa)
     out = tmp_path / "run"

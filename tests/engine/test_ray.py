@@ -24,7 +24,7 @@ from tests.servers.openai_stub import StubServer
 from tests.test_pipeline import scripted_model
 from vidthinker.annotate import run_annotation
 from vidthinker.fingerprint import annotation_fingerprint
-from vidthinker.shards import finished_shard, plan_shards
+from vidthinker.shards import assign_shards, finished_shard
 
 ray = pytest.importorskip("ray")
 RAY_BIN = Path(sys.executable).with_name("ray")
@@ -140,7 +140,7 @@ def test_vidthinker_annotate_on_a_two_node_ray_cluster(baseline, stub, synthetic
     nodes = {label.rsplit(" pid", 1)[0] for label in summary["shard_workers"].values()}
     assert len(nodes) == 2, summary["shard_workers"]  # one actor per node: both nodes wrote shards
     assert all(finished_shard(out, spec, fingerprint=annotation_fingerprint(settings_for(stub.base_url)))
-               for spec in plan_shards(baseline.rows, 1))
+               for spec in assign_shards(baseline.rows, 1))
     assert [r.id for r in read_dataset(out)] == baseline.ids
     assert dataset_hash(out) == baseline.hash
 

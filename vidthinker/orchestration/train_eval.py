@@ -16,7 +16,7 @@ Triggered by the `vidthinker_shards` Asset (each annotate run that added shards)
     emit        an asset event on `vidthinker_selector` with the new best (only when promoted)
 
 Settings: the DAG params (a manual run can override each), defaulting to the `train_eval` section of
-`vidthinker.config.Settings` (file `[train_eval]`, variables `VIDTHINKER_TRAIN_EVAL__<KEY>`): root (default
+`vidthinker.config.Settings` (file `[train_eval]`, environment `VIDTHINKER_TRAIN_EVAL__<KEY>`): root (default
 `<airflow.out_dir>/train_eval`), shards_dir (default `<airflow.out_dir>/shards`), eval_sets (comma-separated
 manifests/benchmark files), config (train config file), preset, primary (recall@8), ks (4,8,16,32), baselines
 (uniform,random), device, nproc_per_node (1; more trains under torchrun on that many local GPUs, and the train
@@ -68,7 +68,7 @@ class TrainEvalParams(TrainEvalSettings):
 
 
 def param_defaults() -> dict[str, Any]:
-    """The DAG params' defaults: the `train_eval` settings section (file, VIDTHINKER_TRAIN_EVAL__* variables),
+    """The DAG params' defaults: the `train_eval` settings section (file, VIDTHINKER_TRAIN_EVAL__* environment),
     its root resolved against airflow.out_dir."""
     section = load_section("train_eval")
     return TrainEvalParams.model_validate(section.model_dump(exclude_none=True)).model_dump(mode="json")
