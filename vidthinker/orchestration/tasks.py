@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vidthinker.config import none_if_word
 from vidthinker.orchestration.ledger import ShardEntry, VideoEntry, fingerprint, load_ledger, locked_ledger
 from vidthinker.redact import redacted_io
 
@@ -55,7 +56,7 @@ class RunParams(BaseModel):
     @field_validator("ray_address", mode="before")
     @classmethod
     def _blank(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+        return none_if_word(value)
 
 
 def run_params(params: dict[str, Any]) -> RunParams:
@@ -103,7 +104,7 @@ def _read_plan(directory: Path):
 
 
 def settings_for_run(params: RunParams, model_overrides: dict[str, Any] | None = None):
-    """The pipeline settings in force (config file, VIDTHINKER_* environment), plus the run's params and
+    """The pipeline settings in force (config file, VIDTHINKER_* variables), plus the run's params and
     the model endpoint from the Airflow connection."""
     from vidthinker.config import load_settings, with_overrides
 
