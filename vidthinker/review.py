@@ -56,6 +56,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from vidthinker.config import load_section
 from vidthinker.quality import find_runs, fresh_run_quality, shard_folder, shard_paths
 from vidthinker.schema import VideoITGRecord, arrow_schema, validate_row
 
@@ -118,8 +119,10 @@ def reviews_dir(run_dir: str | Path) -> Path:
 
 
 def default_reviewer() -> str:
+    """The setting review.reviewer (VIDTHINKER_REVIEW__REVIEWER), else the login name, made a valid reviewer name."""
+    configured = load_section("review").reviewer
     try:
-        return re.sub(r"[^\w.@+-]", "_", os.environ.get("VIDTHINKER_REVIEWER") or getpass.getuser())[:64] or "reviewer"
+        return re.sub(r"[^\w.@+-]", "_", configured or getpass.getuser())[:64] or "reviewer"
     except Exception:  # noqa: BLE001 - no login name (containers)
         return "reviewer"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
+from vidthinker.config import load_section
 from vidthinker.dashboard import charts, review_page
 from vidthinker.dashboard.data import (
     RecordFilter,
@@ -45,7 +45,7 @@ STATUS = ("all", "ok", "error")
 
 def _root() -> Path:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--out", default=os.environ.get("VIDTHINKER_DASHBOARD_OUT", "runs"))
+    parser.add_argument("--out", default=str(load_section("dashboard").out_dir))  # setting dashboard.out_dir
     args, _ = parser.parse_known_args(sys.argv[1:])
     return Path(args.out).expanduser().resolve()
 

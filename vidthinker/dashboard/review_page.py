@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
 import re
 import sys
 import threading
@@ -30,6 +29,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from vidthinker.config import load_section
 from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html
 from vidthinker.dashboard.stage_view import show_stage_outputs
 from vidthinker.quality import find_runs
@@ -81,7 +81,7 @@ if (!window.__vtReviewClicks) {
 
 def _root() -> Path:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--out", default=os.environ.get("VIDTHINKER_DASHBOARD_OUT", "runs"))
+    parser.add_argument("--out", default=str(load_section("dashboard").out_dir))  # setting dashboard.out_dir
     args, _ = parser.parse_known_args(sys.argv[1:])
     return Path(args.out).expanduser().resolve()
 

@@ -1,7 +1,7 @@
 """The model endpoint from an Airflow connection (`vidthinker_model_endpoint`, type http or openai).
 
     host      → models.base_url  (a full URL, or a host name with `schema` http/https and `port`)
-    password  → the API key      (put in the task's environment as VIDTHINKER_API_KEY, never in settings,
+    password  → the API key      (exported to the task as VIDTHINKER_API_KEY, never in settings,
                                   XCom, files or logs; Airflow's secrets masker also redacts it)
     extra     → model names      {"caption_model": ..., "retrieval_model": ..., "verify_model": ...,
                                   "structured_output": "auto|json_schema|json_object", "timeout_s": ...}
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from vidthinker.models.openai_compat import API_KEY_ENV_VARS
+from vidthinker.config import API_KEY_ENV_VARS
 from vidthinker.redact import register_secret, register_url_credentials
 
 EXTRA_KEYS = {"caption_model", "retrieval_model", "verify_model", "embedder", "structured_output", "timeout_s",

@@ -37,6 +37,8 @@ from typing import Annotated
 
 import typer
 
+from vidthinker.config import api_key_from_environment
+
 app = typer.Typer(help="A local Airflow stack for the VidThinker DAGs (SQLite, loopback only).", no_args_is_help=True)
 
 USER = "admin"
@@ -180,7 +182,7 @@ def up(
         except RuntimeError:
             pass  # not there yet
         args = ["connections", "add", "vidthinker_model_endpoint", "--conn-type", "http", "--conn-host", model_url]
-        key = os.environ.get("VIDTHINKER_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        key = api_key_from_environment()
         if key:
             args += ["--conn-password", key]
         if model:

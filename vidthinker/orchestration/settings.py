@@ -1,5 +1,5 @@
 """What the DAG files read at parse time: the `airflow` section of `vidthinker.config.Settings` (file key
-`[airflow]`, environment `VIDTHINKER_AIRFLOW__<KEY>`) and the engine defaults of the annotate DAG's params.
+`[airflow]`, variables `VIDTHINKER_AIRFLOW__<KEY>`) and the engine defaults of the annotate DAG's params.
 
 Each section is loaded alone (`vidthinker.config.load_section`): a bad value in another section must not hide
 the DAGs; the task that uses that section reports it.

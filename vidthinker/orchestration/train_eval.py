@@ -6,7 +6,7 @@ Triggered by the `vidthinker_shards` Asset (each annotate run that added shards)
                 (version = the trainer's data version: sha256 of shard names + bytes; the same data gives the
                 same version, so a rerun reuses the copy and a model's metadata names exactly what it saw)
     train       `trainer.train.train` on the frozen copy → `<root>/runs/<run_key>/model/`   (GPU pool)
-    select      `trainer.inference.select_manifest` on every evaluation set, for the new model and — once per
+    select      `eval.lmms_select.select_manifest` on every evaluation set, for the new model and — once per
                 evaluation set, kept in the registry — for the current best                (GPU pool)
     evaluate    `eval.evaluate.evaluate` per evaluation set: new model vs uniform/random baselines vs the
                 current best, paired bootstrap over videos → `<root>/runs/<run_key>/eval/<set>/report.md`
@@ -16,7 +16,7 @@ Triggered by the `vidthinker_shards` Asset (each annotate run that added shards)
     emit        an asset event on `vidthinker_selector` with the new best (only when promoted)
 
 Settings: the DAG params (a manual run can override each), defaulting to the `train_eval` section of
-`vidthinker.config.Settings` (file `[train_eval]`, environment `VIDTHINKER_TRAIN_EVAL__<KEY>`): root (default
+`vidthinker.config.Settings` (file `[train_eval]`, variables `VIDTHINKER_TRAIN_EVAL__<KEY>`): root (default
 `<airflow.out_dir>/train_eval`), shards_dir (default `<airflow.out_dir>/shards`), eval_sets (comma-separated
 manifests/benchmark files), config (train config file), preset, primary (recall@8), ks (4,8,16,32), baselines
 (uniform,random), device, nproc_per_node (1; more trains under torchrun on that many local GPUs, and the train
@@ -68,7 +68,7 @@ class TrainEvalParams(TrainEvalSettings):
 
 
 def param_defaults() -> dict[str, Any]:
-    """The DAG params' defaults: the `train_eval` settings section (file, VIDTHINKER_TRAIN_EVAL__* environment),
+    """The DAG params' defaults: the `train_eval` settings section (file, VIDTHINKER_TRAIN_EVAL__* variables),
     its root resolved against airflow.out_dir."""
     section = load_section("train_eval")
     return TrainEvalParams.model_validate(section.model_dump(exclude_none=True)).model_dump(mode="json")
@@ -315,7 +315,8 @@ def eval_set_key(path: str | Path) -> str:
 @redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def select_sets(trained: dict[str, Any], params: dict[str, Any], run_id: str) -> dict[str, Any]:
     """lmms-eval files of the new model on every evaluation set (and of the best, when not kept yet)."""
-    from trainer.inference import Selector, select_manifest
+    from eval.lmms_select import select_manifest
+    from trainer.inference import Selector
 
     p = params_of(params)
     k = max(p.ks)
