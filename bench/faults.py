@@ -49,12 +49,12 @@ FAST_CLIENT = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "max_retry_afte
 
 
 def fast_client() -> None:
-    import vidthinker.backends as backends
+    import vidthinker.worker.stage_models as stage_models
     from vidthinker.models.openai_compat import OpenAIEndpoint
 
-    original = backends._endpoint
+    original = stage_models._endpoint
     known = {k: v for k, v in FAST_CLIENT.items() if k in OpenAIEndpoint.model_fields}
-    backends._endpoint = lambda *a, **kw: original(*a, **{**known, **kw})
+    stage_models._endpoint = lambda *a, **kw: original(*a, **{**known, **kw})
 
 
 def annotate(manifest: Path, out: Path, base_url: str, retries: int) -> tuple[int, dict]:

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from vidthinker.backends import open_stage_models
+from vidthinker.worker.stage_models import open_stage_models
 from vidthinker.config import load_settings
 from vidthinker.formats import read_manifest
 from vidthinker.pipeline import VideoAnnotator, annotate_rows

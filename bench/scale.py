@@ -2,7 +2,7 @@
 
 Every configuration annotates the same synthetic videos (oracle stage-1 captions, so each question
 costs one stage-2 call; stage 3 computes real EfficientNet embeddings) into a fresh run folder with a
-fresh request cache, through `vidthinker.annotate.run_annotation`, against the loopback OpenAI stub
+fresh request cache, through `vidthinker.engine.run_annotation`, against the loopback OpenAI stub
 server running in its own process with a fixed latency and capacity. That server answers at most
 capacity / latency requests per second; "of capacity" is the achieved request rate over that bound.
 
@@ -53,7 +53,7 @@ CONFIGS = {
 
 
 def run_config(name, rows, stub, args, work):
-    from vidthinker.annotate import run_annotation
+    from vidthinker.engine import run_annotation
     from vidthinker.config import load_settings
 
     engine, workers = CONFIGS[name]

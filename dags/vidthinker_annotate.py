@@ -62,7 +62,7 @@ def vidthinker_annotate():
         from vidthinker.orchestration.endpoint import resolve_endpoint
 
         # fails (StaleShardsError) when out_dir holds shards made with other annotation settings
-        return tasks.plan(dict(params), run_id, resolve_endpoint(CFG.conn_id))
+        return tasks.schedule_shards(dict(params), run_id, resolve_endpoint(CFG.conn_id))
 
     @task(
         pool=CFG.pool,

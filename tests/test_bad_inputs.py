@@ -263,7 +263,7 @@ def test_atomic_writers_give_files_the_umask_mode(tmp_path, mask):
 
     writers = {
         "shard": lambda p: write_shard([], p),  # parquet and manifest through vidthinker.io
-        "ledger": lambda p: ledger._atomic_write_text(p, "x"),
+        "ledger": lambda p: _write_ledger_to(ledger, p),  # the ledger's own write (locked_ledger), moved to p
         "quality": lambda p: quality._atomic_write(p, "x"),
         "synth": lambda p: synth._atomic_write_text(p, "x"),
     }
@@ -279,6 +279,12 @@ def test_atomic_writers_give_files_the_umask_mode(tmp_path, mask):
 
 
 def test_a_run_writes_shards_manifests_and_summary_with_normal_modes(stub, synthetic_set, tmp_path):
+def _write_ledger_to(ledger, path):
+    with ledger.locked_ledger(path.parent) as book:
+        book.videos["v"] = ledger.VideoEntry(shard="s", run="r", fingerprint="f", records=1)
+    os.replace(ledger.ledger_path(path.parent), path)
+
+
     out = tmp_path / "run"
     result = runner.invoke(app, annotate_args(stub, one_video_manifest(synthetic_set, tmp_path / "m.jsonl"), out))
     assert result.exit_code == 0, result.output

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.openai_stub import StubServer
-from vidthinker.annotate import summarise
+from vidthinker.worker.summary import summarise
 from vidthinker.config import load_settings
 from vidthinker.formats import read_manifest
 from vidthinker.models.cache import CachedChatModel, RequestCache

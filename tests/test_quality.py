@@ -13,7 +13,7 @@ import pytest
 
 from tests.demo_support import copy_run, demo_root
 from vidthinker import quality as Q
-from vidthinker.annotate import summarise
+from vidthinker.worker.summary import summarise
 from vidthinker.formats import iter_records, read_manifest
 from vidthinker.quality import (
     compute_run_quality,

@@ -277,7 +277,7 @@ def annotate(
     not serve the model at start-up; 4 shards failed transiently (one line names how many and the top
     reason; rerun to repair); 5 another run is writing OUT.
     """
-    from vidthinker.annotate import run_annotation
+    from vidthinker.engine import run_annotation
     from vidthinker.formats import read_manifest
     from vidthinker.models import ModelUnavailable
 
@@ -499,7 +499,7 @@ def demo(
     truth. Writes OUT/synth/, OUT/annotate/ (shards, summary.json, quality/), OUT/videoitg.json and
     OUT/quality.json. Look at it with `vidthinker dashboard --out OUT`.
     """
-    from vidthinker.annotate import run_annotation
+    from vidthinker.engine import run_annotation
     from vidthinker.formats import export_videoitg_json, iter_records, read_manifest
     from vidthinker.models import ModelUnavailable
     from vidthinker.quality import compute_run_quality, ground_truth_agreement

@@ -32,7 +32,7 @@ and the whole `engine` (shard size, workers, Ray), `synth` and `airflow` section
 
 New settings of the `models`, `annotate` and `video` sections are in the fingerprint unless listed in
 `EXCLUDED` (a forgotten operational knob only makes a rerun ask for `--redo-stale`; a forgotten content
-setting would mix datasets silently). tests/engine/test_fingerprint.py pins the included keys.
+setting would mix datasets silently). tests/test_fingerprint.py pins the included keys.
 """
 
 from __future__ import annotations

@@ -154,7 +154,8 @@ class VideoAnnotator:
 
     # ------------------------------------------------------------------ the video
 
-    async def annotate(self, row: ManifestRow) -> list[VideoITGRecord]:
+    async def annotate_video(self, row: ManifestRow) -> list[VideoITGRecord]:
+        """One manifest row (a video and its questions) → one record per question; failures become error records."""
         started = time.perf_counter()
         info, plan = await asyncio.to_thread(probe_and_plan, row, self.settings.video)
         self.clock.add("probe", started)
@@ -308,7 +309,7 @@ async def annotate_rows(
                 undispatched.append(row)
                 return
             try:
-                records = await annotator.annotate(row)
+                records = await annotator.annotate_video(row)
             except Exception as error:  # noqa: BLE001 - one video's bug must not lose the others
                 records = annotator._all_failed(row, "pipeline", f"{type(error).__name__}: {error}",
                                                 transient=getattr(error, "transient", False))

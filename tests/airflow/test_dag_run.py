@@ -102,10 +102,10 @@ def test_dag_test_end_to_end_then_no_new_work(airflow_db, conf, stub, capfd):
 
 def test_a_failing_shard_spares_its_siblings_and_is_redone_next_run(airflow_db, conf, stub, monkeypatch):
     from vidthinker.formats import read_manifest
-    from vidthinker.orchestration import runner
+    from vidthinker.orchestration import tasks
 
     out = Path(conf["out_dir"])
-    real = runner.run_one_shard
+    real = tasks.run_one_shard
     attempts = []
     victim = sorted(r.video_id for r in read_manifest(conf["manifest"]))[1]  # shards are planned in id order
 
@@ -115,7 +115,7 @@ def test_a_failing_shard_spares_its_siblings_and_is_redone_next_run(airflow_db, 
             raise ConnectionError("model server went away")
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "run_one_shard", flaky)
+    monkeypatch.setattr(tasks, "run_one_shard", flaky)
     before = len(asset_events())
     run = run_dag(conf)
     states = task_states(run)
@@ -128,7 +128,7 @@ def test_a_failing_shard_spares_its_siblings_and_is_redone_next_run(airflow_db, 
     events = asset_events()
     assert len(events) == before + 1 and len(events[-1]["shards"]) == 1
 
-    monkeypatch.setattr(runner, "run_one_shard", real)
+    monkeypatch.setattr(tasks, "run_one_shard", real)
     again = run_dag(conf)
     assert again.state == "success", task_states(again)
     assert len(json.loads((out / "ledger.json").read_text())["videos"]) == 2

@@ -10,7 +10,7 @@ import pytest
 
 from vidthinker.config import AirflowSettings
 from vidthinker.orchestration.endpoint import base_url_of, endpoint_from_connection
-from vidthinker.orchestration.ledger import Ledger, VideoEntry, fingerprint, load_ledger, locked_ledger
+from vidthinker.orchestration.ledger import Ledger, VideoEntry, load_ledger, locked_ledger, qa_hash
 from vidthinker.orchestration.settings import airflow_settings
 from vidthinker.orchestration.tasks import run_key, run_params
 from vidthinker.schema import ManifestRow
@@ -65,7 +65,7 @@ def test_ledger_splits_pending_done_and_changed(tmp_path):
     a, b, c = _row("a"), _row("b"), _row("c")
     with locked_ledger(tmp_path) as ledger:
         for row in (a, b):
-            ledger.videos[row.video_id] = VideoEntry(shard="s1", run="r1", fingerprint=fingerprint(row), records=1)
+            ledger.videos[row.video_id] = VideoEntry(shard="s1", run="r1", fingerprint=qa_hash(row), records=1)
     ledger = load_ledger(tmp_path)
     pending, done, changed = ledger.split([a, _row("b", "Where does it go?"), c])
     assert [r.video_id for r in pending] == ["c"] and [r.video_id for r in done] == ["a"]
@@ -124,7 +124,7 @@ def test_plan_fails_when_out_dir_holds_shards_made_with_other_settings(tmp_path)
     assert tasks.discover(params, run_id)["pending"] == 1  # recovered into the ledger; b pending
     directory = tasks.run_dir(out, tasks.run_key(run_id))
     with pytest.raises(StaleShardsError) as caught:
-        tasks.plan(params, run_id)
+        tasks.schedule_shards(params, run_id)
     message = str(caught.value)
     assert "holds 1 finished shard(s) made with other annotation settings" in message
     assert f"there: {'0' * 16}" in message and f"now:   {current}" in message
@@ -132,14 +132,14 @@ def test_plan_fails_when_out_dir_holds_shards_made_with_other_settings(tmp_path)
     assert not (directory / "plan.json").exists()
 
     write(done, current)  # brought up to date: planning goes on
-    (planned,) = tasks.plan(params, run_id)
+    (planned,) = tasks.schedule_shards(params, run_id)
     # the connection's models are part of the run's settings: another caption model makes the shard stale
     endpoint = Endpoint(overrides={"backend": "openai", "base_url": "http://vllm:8000/v1", "caption_model": "other"})
     with pytest.raises(StaleShardsError):
-        tasks.plan(params, run_id, endpoint)
+        tasks.schedule_shards(params, run_id, endpoint)
 
     # a planned shard finished with these settings is skipped; one made with others is not (and not redone)
-    spec = next(s for s in tasks._read_plan(directory) if s.shard_id == planned["shard_id"])
+    spec = next(s for s in tasks._read_schedule(directory) if s.shard_id == planned["shard_id"])
     write(spec, current)
     assert tasks.run_shard(planned, params, run_id)["skipped"] is True
     write(spec, "1" * 16)

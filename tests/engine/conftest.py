@@ -69,7 +69,7 @@ def stub():
 @pytest.fixture(scope="package")
 def baseline(synthetic_set, stub, tmp_path_factory) -> Baseline:
     """An uninterrupted local run of the synthetic set: what every other run must reproduce."""
-    from vidthinker.annotate import run_annotation
+    from vidthinker.engine import run_annotation
 
     rows = read_manifest(synthetic_set)
     out = tmp_path_factory.mktemp("baseline")

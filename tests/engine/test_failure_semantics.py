@@ -43,12 +43,12 @@ FAST_CLIENT = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "max_retry_afte
 @pytest.fixture(autouse=True)
 def fast_client(monkeypatch):
     """Short backoff and circuit waits (settings do not reach them; the endpoint's fields do)."""
-    import vidthinker.backends as backends
+    import vidthinker.worker.stage_models as stage_models
     from vidthinker.models.openai_compat import OpenAIEndpoint
 
-    original = backends._endpoint
+    original = stage_models._endpoint
     known = {k: v for k, v in FAST_CLIENT.items() if k in OpenAIEndpoint.model_fields}
-    monkeypatch.setattr(backends, "_endpoint", lambda *a, **kw: original(*a, **{**known, **kw}))
+    monkeypatch.setattr(stage_models, "_endpoint", lambda *a, **kw: original(*a, **{**known, **kw}))
 
 
 @pytest.fixture
@@ -302,7 +302,7 @@ def test_retry_errors_asks_model_reply_errors_again(baseline, stub, synthetic_se
 
 def test_airflow_shard_task_fails_on_a_transient_shard_and_leaves_no_finished_shard(baseline, stub, proxy, tmp_path):
     from tests.engine.conftest import settings_for
-    from vidthinker.orchestration.runner import ShardFailed, run_one_shard
+    from vidthinker.orchestration.tasks import ShardFailed, run_one_shard
 
     out = tmp_path / "run"
     spec = assign_shards(baseline.rows, 3)[0]
@@ -326,7 +326,7 @@ def test_endpoint_down_stops_dispatching_new_videos():
     started = []
 
     class Annotator:
-        async def annotate(self, row):
+        async def annotate_video(self, row):
             started.append(row.video_id)
             return self._all_failed(row, "retrieve", "EndpointDown: endpoint down", transient=True)
 

@@ -43,7 +43,7 @@ def test_device_and_gpu_settings_are_validated():
 
 
 def test_an_embedder_on_a_missing_gpu_fails_before_any_video(stub, synthetic_set, tmp_path):
-    from vidthinker.annotate import run_annotation
+    from vidthinker.engine import run_annotation
     from vidthinker.formats import read_manifest
 
     rows = read_manifest(synthetic_set)
@@ -57,7 +57,7 @@ def test_an_embedder_on_a_missing_gpu_fails_before_any_video(stub, synthetic_set
 @pytest.mark.timeout(400)
 def test_ray_workers_reserve_gpu_shares_and_a_gpu_less_cluster_is_refused(baseline, stub, tmp_path):
     pytest.importorskip("ray")
-    from vidthinker.annotate import run_annotation
+    from vidthinker.engine import run_annotation
     from vidthinker.engine import EngineUnavailable
 
     # Two workers sharing one (logical) GPU: both are placed, both see GPU 0, records are unchanged.

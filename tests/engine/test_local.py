@@ -12,11 +12,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-import vidthinker.backends
+import vidthinker.worker.stage_models
 from tests.engine.conftest import cached_replies, cli_sets, dataset_hash, read_dataset, settings_for
 from tests.servers.openai_stub import StubServer
 from tests.test_pipeline import scripted_model
-from vidthinker.annotate import run_annotation
+from vidthinker.engine import run_annotation
 from vidthinker.cli import app
 from vidthinker.fingerprint import annotation_fingerprint
 from vidthinker.shards import (
@@ -32,13 +32,13 @@ from vidthinker.shards import (
 
 def counting_opens(monkeypatch) -> list:
     opened = []
-    real = vidthinker.backends.open_stage_models
+    real = vidthinker.worker.stage_models.open_stage_models
 
     def counting(*args, **kwargs):
         opened.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(vidthinker.backends, "open_stage_models", counting)
+    monkeypatch.setattr(vidthinker.worker.stage_models, "open_stage_models", counting)
     return opened
 
 

@@ -22,7 +22,7 @@ import pytest
 from tests.engine.conftest import cli_sets, dataset_hash, read_dataset, settings_for
 from tests.servers.openai_stub import StubServer
 from tests.test_pipeline import scripted_model
-from vidthinker.annotate import run_annotation
+from vidthinker.engine import run_annotation
 from vidthinker.fingerprint import annotation_fingerprint
 from vidthinker.shards import assign_shards, finished_shard
 

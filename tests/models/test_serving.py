@@ -1,5 +1,5 @@
 """What the settings ask of the model server (vidthinker.serving), the `serve-args` command, and the
-start-up check wired through the stage models (vidthinker.backends)."""
+start-up check wired through the stage models (vidthinker.worker.stage_models)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_serve_args_command():
 def test_stage_models_refuse_a_context_too_small(tmp_path, monkeypatch):
     from openai_stub import StubServer
 
-    from vidthinker.backends import open_stage_models
+    from vidthinker.worker.stage_models import open_stage_models
 
     monkeypatch.delenv("VIDTHINKER_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)

@@ -1,7 +1,11 @@
-"""Where the pipeline runs: `local` (in this process) or `ray` (a pool of Ray actors).
+"""The engine: schedules a run's shards, dispatches them `local` (in this process) or on `ray` (a pool of Ray
+actors), and merges the run summary. It sits above the worker layer (`vidthinker.worker`: one shard).
 
-Both engines run the same `ShardAnnotator.annotate` on the same shard (see vidthinker.annotate) and write
-the same files; they differ only in where and how many at once::
+* `run_annotation` is `vidthinker annotate`: schedule shards (resuming what `out_dir` holds), run them,
+  write `out_dir/summary.json` (`write_summary`).
+* `run_shards` runs scheduled shards. Both engines run the same `ShardAnnotator.annotate_shard`
+  (`vidthinker.worker.shard`) on the same shard and write the same files; they differ only in where and
+  how many at once::
 
     run_shards(specs, rows, out_dir, settings, engine="local" | "ray", ray_address=None,
                on_shard_done=None, on_video_done=None) -> RunSummary
@@ -28,6 +32,8 @@ once per annotated video, in the calling thread.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 import time
@@ -38,12 +44,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from vidthinker.annotate import RunSummary, VideoCallback, merge_summaries
 from vidthinker.config import Settings
 from vidthinker.schema import ManifestRow
 from vidthinker.shards import ShardManifest, ShardSpec, StaleShardsError, row_identities, shard_state
+from vidthinker.worker.shard import VideoCallback
+from vidthinker.worker.summary import RunSummary, merge_summaries
 
-__all__ = ["Engine", "EngineUnavailable", "ShardResult", "run_shards"]
+__all__ = ["Engine", "EngineUnavailable", "ShardResult", "run_annotation", "run_shards", "write_summary"]
 
 Engine = Literal["local", "ray"]
 
@@ -63,7 +70,7 @@ class ShardResult(BaseModel):
 
 
 def result_of(spec: ShardSpec, summary: RunSummary, worker: str | None, attempts: int) -> ShardResult:
-    """The ShardResult of a shard `ShardAnnotator.annotate` returned: written, or failed transiently."""
+    """The ShardResult of a shard `ShardAnnotator.annotate_shard` returned: written, or failed transiently."""
     manifest = summary.shards[0]
     if manifest.state == "failed":
         return ShardResult(shard_id=spec.shard_id, status="failed", videos=len(spec.video_ids), attempts=attempts,
@@ -152,8 +159,8 @@ def run_shards(
         raise StaleShardsError(out_dir, stale, fingerprint)
     by_id = rows_for(specs, rows, to_run=todo)
     if todo:  # fail before paying (every caller: CLI, Airflow task, API): OutputPathError names the folder
-        from vidthinker.annotate import default_cache_dir
         from vidthinker.preflight import check_output_dirs
+        from vidthinker.worker.shard import default_cache_dir
 
         check_output_dirs(out_dir, default_cache_dir(settings, out_dir), len(todo))
     if on_shard_done is not None:
@@ -187,3 +194,63 @@ def run_shards(
         shard_workers={r.shard_id: r.worker or "" for r in written}, settings_fingerprint=fingerprint,
         transient_failed=[r.shard_id for r in results if r.status == "failed" and r.transient],
     )
+
+
+def run_annotation(
+    rows: Sequence[ManifestRow],
+    out_dir: Path,
+    settings: Settings,
+    *,
+    on_video_done: VideoCallback | None = None,
+    on_shard_done: ShardCallback | None = None,
+    engine: Engine | None = None,
+    ray_address: str | None = None,
+    retry_errors: bool = False,
+    command: str = "",
+) -> RunSummary:
+    """Annotate rows into `out_dir/shards/` (scheduled with `schedule_run`: finished shards there made with these
+    settings are kept and skipped) on the configured engine (`engine.name`, local by default); summary in
+    `out_dir/summary.json`. Finished shards made with other settings (stale) raise StaleShardsError before
+    anything is written, or with `engine.redo_stale` are annotated again and overwritten. Shards that
+    failed, hold transient errors or whose rows changed are redone; with `retry_errors` so are shards
+    holding model-reply errors.
+
+    The run holds `out_dir`'s writer lock (`RunFolderLock`, its holder named by `command`) throughout:
+    a second run into the folder raises FolderLocked at once."""
+    from vidthinker.fingerprint import annotation_fingerprint
+    from vidthinker.preflight import check_output_dirs, shards_to_write
+    from vidthinker.shards import RunFolderLock, schedule_run
+    from vidthinker.worker.shard import default_cache_dir
+
+    out_dir = Path(os.path.abspath(out_dir))
+    # fail before paying: out/, out/shards and the cache are writable directories with room (OutputPathError)
+    check_output_dirs(out_dir, default_cache_dir(settings, out_dir), shards_to_write(len(rows), settings.engine.shard_size))
+    with RunFolderLock(out_dir, command=command or "vidthinker annotate"):
+        specs = schedule_run(rows, out_dir, settings.engine.shard_size, fingerprint=annotation_fingerprint(settings),
+                             redo_stale=settings.engine.redo_stale, prefix=settings.engine.shard_prefix)
+        summary = run_shards(specs, rows, out_dir, settings, engine=engine, ray_address=ray_address,
+                             on_shard_done=on_shard_done, on_video_done=on_video_done, retry_errors=retry_errors)
+        _write_summary_or_report(summary, out_dir)
+    return summary
+
+
+def write_summary(summary: RunSummary, out_dir: Path) -> Path:
+    """`out_dir/summary.json`, written atomically."""
+    from vidthinker.io import atomic_write_text
+
+    return atomic_write_text(Path(out_dir) / "summary.json", json.dumps(summary.model_dump(mode="json"), indent=1) + "\n")
+
+
+def _write_summary_or_report(summary: RunSummary, out_dir: Path) -> None:
+    """Write summary.json; a full or read-only disk is one line, not a traceback. When shards failed
+    (the usual companion of a full disk) that is what the run reports; otherwise OutputPathError."""
+    from vidthinker.preflight import OutputPathError, os_reason
+
+    path = Path(out_dir) / "summary.json"
+    try:
+        write_summary(summary, out_dir)
+    except OSError as error:
+        if not summary.failed_shards:
+            raise OutputPathError("run summary", path, os_reason(error)) from None
+        logging.getLogger(__name__).error("run summary %s not written: %s (the failed shards are the run's result)",
+                                          path, os_reason(error))

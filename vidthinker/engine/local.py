@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from vidthinker.annotate import ShardAnnotator, VideoCallback, default_cache_dir
 from vidthinker.config import Settings
 from vidthinker.engine import ShardCallback, ShardResult, local_worker_label, result_of
 from vidthinker.models import ModelUnavailable
 from vidthinker.preflight import describe_error
 from vidthinker.schema import ManifestRow
 from vidthinker.shards import ShardSpec, shard_file
+from vidthinker.worker.shard import ShardAnnotator, VideoCallback, default_cache_dir
 
 
 async def _run(todo, by_id, out_dir, settings, run_id, on_shard_done, on_video_done, identities) -> list[ShardResult]:
@@ -27,9 +27,9 @@ async def _run(todo, by_id, out_dir, settings, run_id, on_shard_done, on_video_d
                                      error=f"not started: {down}", worker=label, transient=True)
             else:
                 try:
-                    summary = await worker.annotate(rows, shard_file(out_dir, spec.shard_id), run_id=run_id,
-                                                    shard_id=spec.shard_id, on_video_done=on_video_done,
-                                                    identities=identities)
+                    summary = await worker.annotate_shard(rows, shard_file(out_dir, spec.shard_id), run_id=run_id,
+                                                          shard_id=spec.shard_id, on_video_done=on_video_done,
+                                                          identities=identities)
                 except ModelUnavailable:
                     raise
                 except Exception as error:  # noqa: BLE001 - report the shard, go on with the others

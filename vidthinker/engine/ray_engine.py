@@ -31,13 +31,13 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 
-from vidthinker.annotate import ShardAnnotator, VideoCallback, default_cache_dir
 from vidthinker.config import Settings
 from vidthinker.engine import EngineUnavailable, ShardCallback, ShardResult, result_of
 from vidthinker.models import ModelUnavailable
 from vidthinker.preflight import describe_error
 from vidthinker.schema import ManifestRow
 from vidthinker.shards import ShardSpec, shard_file
+from vidthinker.worker.shard import ShardAnnotator, VideoCallback, default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,9 @@ class ShardWorker:
         def video_done(row, records) -> None:
             events.put_nowait(("video", row.video_id, records if send_records else None))
 
-        work = asyncio.ensure_future(annotator.annotate(
+        work = asyncio.ensure_future(annotator.annotate_shard(
             rows, shard_file(out_dir, spec.shard_id), run_id=run_id, shard_id=spec.shard_id, on_video_done=video_done,
-            identities=identities,  # computed by the driver (the one place that plans): the same files it saw
+            identities=identities,  # computed by the driver (the one place that schedules): the same files it saw
         ))
         try:
             while not work.done() or not events.empty():

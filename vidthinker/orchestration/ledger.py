@@ -14,22 +14,21 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from vidthinker.preflight import file_mode
+from vidthinker.io import atomic_write_text
 from vidthinker.schema import ManifestRow
 
 LEDGER_FILE = "ledger.json"
 LEDGER_VERSION = 1
 
 
-def fingerprint(row: ManifestRow) -> str:
-    """What the annotation of a row depends on besides settings: its questions and answers."""
+def qa_hash(row: ManifestRow) -> str:
+    """What the annotation of a row depends on besides settings: a hash of its questions and answers
+    (not the settings' `vidthinker.fingerprint.annotation_fingerprint`)."""
     data = [pair.model_dump(mode="json", exclude={"ground_truth"}) for pair in row.qa]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -37,7 +36,7 @@ def fingerprint(row: ManifestRow) -> str:
 class VideoEntry(BaseModel):
     shard: str
     run: str
-    fingerprint: str
+    fingerprint: str = Field(description="qa_hash of the row when annotated (the ledger file's field name)")
     records: int
     errors: int = 0
 
@@ -65,7 +64,7 @@ class Ledger(BaseModel):
             entry = self.videos.get(row.video_id)
             if entry is None:
                 pending.append(row)
-            elif entry.fingerprint != fingerprint(row):
+            elif entry.fingerprint != qa_hash(row):
                 changed.append(row)
             else:
                 done.append(row)
@@ -98,20 +97,6 @@ def locked_ledger(out_dir: Path) -> Iterator[Ledger]:
             before = ledger.model_dump_json()
             yield ledger
             if ledger.model_dump_json() != before:
-                _atomic_write_text(ledger_path(out_dir), ledger.model_dump_json(indent=1) + "\n")
+                atomic_write_text(ledger_path(out_dir), ledger.model_dump_json(indent=1) + "\n", fsync=True)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, file_mode())  # mkstemp makes 0600; normal mode under the umask
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

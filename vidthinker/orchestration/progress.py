@@ -16,17 +16,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from vidthinker.figures import error_reason
 from vidthinker.redact import redact
 
 log = logging.getLogger("vidthinker.orchestration.tasks")
 
 REASON_CHARS = 160
-
-
-def _reason(error: str) -> str:
-    from vidthinker.shards import error_reason
-
-    return error_reason(error)
 
 
 def _stage_seconds(records: Sequence[Any]) -> dict[str, float]:
@@ -85,7 +80,7 @@ class ShardProgress:
         errors = [r for r in records if r.error]
         reasons: Counter[str] = Counter()
         for record in errors:
-            reason = _reason(record.error)
+            reason = error_reason(record.error)
             stage = record.error_stage or "?"
             key = f"{reason} in {stage}"
             reasons[key] += 1

@@ -2,7 +2,7 @@
 its state in files beside the shards, and returns a small JSON-able dict for XCom.
 
 Every step is idempotent under retries and reruns of the same DAG run: the pending set and the shard
-plan of a run are written once and reused (`<out_dir>/airflow/runs/<run_key>/`), a finished shard is
+schedule of a run are written once and reused (`<out_dir>/airflow/runs/<run_key>/`), a finished shard is
 not run again, and updating the ledger with the same shards changes nothing.
 """
 
@@ -14,14 +14,16 @@ import json
 import logging
 import re
 import statistics
+import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vidthinker.config import none_if_word
-from vidthinker.orchestration.ledger import ShardEntry, VideoEntry, fingerprint, load_ledger, locked_ledger
+from vidthinker.orchestration.ledger import ShardEntry, VideoEntry, load_ledger, locked_ledger, qa_hash
 from vidthinker.redact import redacted_io
 
 log = logging.getLogger(__name__)
@@ -76,10 +78,9 @@ def run_dir(out_dir: Path, key: str) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from vidthinker.orchestration.ledger import _atomic_write_text
+    from vidthinker.io import atomic_write_text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, json.dumps(data, indent=1, default=str) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=1, default=str) + "\n", fsync=True)
 
 
 def _read_pending(directory: Path):
@@ -91,12 +92,12 @@ def _read_pending(directory: Path):
     return read_manifest(path) if path.stat().st_size else []
 
 
-def _read_plan(directory: Path):
-    from vidthinker.orchestration.runner import ShardSpec
+def _read_schedule(directory: Path):
+    from vidthinker.shards import ShardSpec
 
-    path = directory / "plan.json"
+    path = directory / "plan.json"  # the file's name predates "schedule"; kept so existing run folders resume
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no shard plan (did `plan_shards` run for this DAG run?)")
+        raise FileNotFoundError(f"{path}: no shard schedule (did `plan_shards` run for this DAG run?)")
     return [ShardSpec.model_validate(item) for item in json.loads(path.read_text())["shards"]]
 
 
@@ -167,12 +168,12 @@ def reconcile(out_dir: Path, rows) -> list[str]:
     """Put finished shards the ledger does not know into it (a crash between a shard and the ledger
     task, or shards written by `vidthinker annotate` into the same folder), after validating them
     against the manifest. A shard with a video the ledger already holds elsewhere is left out (logged)."""
-    from vidthinker.orchestration.runner import ShardSpec, finished_shards
+    from vidthinker.shards import ShardSpec, finished_shards
 
     known = load_ledger(out_dir)
     by_id = {r.video_id: r for r in rows}
     recovered = []
-    for manifest in finished_shards(out_dir, fingerprint=None):  # any settings: `plan` checks them
+    for manifest in finished_shards(out_dir, fingerprint=None):  # any settings: `schedule_shards` checks them
         if manifest.shard_id in known.shards:
             continue
         spec = ShardSpec(shard_id=manifest.shard_id, video_ids=manifest.video_ids)
@@ -192,16 +193,16 @@ def reconcile(out_dir: Path, rows) -> list[str]:
     return recovered
 
 
-# --------------------------------------------------------------------------- plan
+# --------------------------------------------------------------------------- schedule
 
 
 @redacted_io  # XCom and task errors leave the process: vidthinker.redact
-def plan(params: dict[str, Any], run_id: str, endpoint=None) -> list[dict[str, Any]]:
+def schedule_shards(params: dict[str, Any], run_id: str, endpoint=None) -> list[dict[str, Any]]:
     """Pending rows → shard specs in `<run>/plan.json` (deterministic, and sticky per run).
 
     Fails first with `StaleShardsError` when `out_dir` holds finished shards made with other annotation
     settings than this run's (settings in force + the connection's models; `check_settings`)."""
-    from vidthinker.orchestration.runner import plan_shards
+    from vidthinker.shards import assign_shards
 
     p = run_params(params)
     key = run_key(run_id)
@@ -209,9 +210,9 @@ def plan(params: dict[str, Any], run_id: str, endpoint=None) -> list[dict[str, A
     check_settings(p, endpoint)
     path = directory / "plan.json"
     if path.is_file():
-        specs = _read_plan(directory)
+        specs = _read_schedule(directory)
     else:
-        specs = plan_shards(_read_pending(directory), p.shard_size, prefix=key)
+        specs = assign_shards(_read_pending(directory), p.shard_size, prefix=key)
         _write_json(path, {"run_key": key, "shard_size": p.shard_size,
                            "shards": [s.model_dump(mode="json") for s in specs]})
     log.info("run %s: %d shards of up to %d videos", key, len(specs), p.shard_size)
@@ -245,20 +246,41 @@ def check_settings(p: RunParams, endpoint=None) -> str:
 # --------------------------------------------------------------------------- run one shard
 
 
+class ShardFailed(RuntimeError):
+    """The engine could not produce the shard (its task should fail and be retried)."""
+
+
+def run_one_shard(
+    spec: Any, rows: Sequence[Any], out_dir: Path, settings: Any, *, engine: str = "ray",
+    ray_address: str | None = None, run_id: str | None = None, on_video_done: Callable | None = None,
+) -> tuple[Any, float]:
+    """Run one shard through `vidthinker.engine.run_shards` (the function the CLI uses); returns (RunSummary,
+    engine wall seconds measured around the call). A shard the engine reports failed raises ShardFailed,
+    so Airflow retries the task."""
+    from vidthinker.engine import run_shards
+
+    started = time.perf_counter()
+    summary = run_shards([spec], list(rows), Path(out_dir), settings, engine=engine, ray_address=ray_address,
+                         run_id=run_id, on_video_done=on_video_done)
+    elapsed = time.perf_counter() - started
+    if spec.shard_id in summary.failed_shards:
+        raise ShardFailed(f"shard {spec.shard_id}: {summary.failed_shards[spec.shard_id]}")
+    return summary, elapsed
+
+
 @redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoint=None) -> dict[str, Any]:
     """Annotate one planned shard on the engine (skipped when a finished shard is already there)."""
     from vidthinker.fingerprint import annotation_fingerprint
     from vidthinker.orchestration.endpoint import Endpoint
-    from vidthinker.orchestration.runner import run_one_shard, shard_file
-    from vidthinker.shards import RunFolderLock, row_identities, shard_state
+    from vidthinker.shards import RunFolderLock, row_identities, shard_file, shard_state
 
     p = run_params(params)
     key = run_key(run_id)
     directory = run_dir(p.out_dir, key)
-    spec = next((s for s in _read_plan(directory) if s.shard_id == shard["shard_id"]), None)
+    spec = next((s for s in _read_schedule(directory) if s.shard_id == shard["shard_id"]), None)
     if spec is None:
-        raise KeyError(f"shard {shard['shard_id']!r} is not in the plan of run {key}")
+        raise KeyError(f"shard {shard['shard_id']!r} is not in the shard schedule of run {key}")
     result_path = directory / "results" / f"{spec.shard_id}.json"
     endpoint = endpoint or Endpoint()
     settings = settings_for_run(p, endpoint.overrides)
@@ -316,10 +338,10 @@ def run_shard(shard: dict[str, Any], params: dict[str, Any], run_id: str, endpoi
 
 
 def validate_shard(out_dir: Path, spec, rows_by_id: dict[str, Any]) -> dict[str, Any]:
-    """Schema, counts and content of one shard against the manifest rows it was planned from."""
-    from vidthinker.orchestration.runner import shard_file
+    """Schema, counts and content of one shard against the manifest rows it was scheduled from."""
+    from vidthinker.figures import errors_by_stage
     from vidthinker.schema import SchemaError, VideoITGRecord, read_parquet
-    from vidthinker.shards import read_shard_manifest, records_hash
+    from vidthinker.shards import read_shard_manifest, records_hash, shard_file
 
     path = shard_file(out_dir, spec.shard_id)
     check: dict[str, Any] = {"shard_id": spec.shard_id, "path": str(path), "status": "ok", "problems": []}
@@ -344,7 +366,6 @@ def validate_shard(out_dir: Path, spec, rows_by_id: dict[str, Any]) -> dict[str,
                         f"{len(records)}/{sum(r.ok for r in records)}")
     if manifest.content_hash != records_hash(records):
         problems.append("content hash differs from the shard manifest")
-    by_stage = Counter(r.error_stage or "unknown" for r in records if not r.ok)
     return {
         **check,
         "status": "invalid" if problems else "ok",
@@ -353,7 +374,7 @@ def validate_shard(out_dir: Path, spec, rows_by_id: dict[str, Any]) -> dict[str,
         "records": len(records),
         "ok": sum(r.ok for r in records),
         "errors": sum(not r.ok for r in records),
-        "errors_by_stage": dict(by_stage),
+        "errors_by_stage": errors_by_stage(records),
         "errors_by_video": dict(Counter(r.video_id for r in records if not r.ok)),  # the ledger's per-video `errors`
         "content_hash": manifest.content_hash,
     }
@@ -365,7 +386,7 @@ def validate(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     p = run_params(params)
     key = run_key(run_id)
     directory = run_dir(p.out_dir, key)
-    specs = _read_plan(directory)
+    specs = _read_schedule(directory)
     rows = {r.video_id: r for r in _read_pending(directory)}
     checks = [validate_shard(p.out_dir, spec, rows) for spec in specs]
     report = {
@@ -394,8 +415,9 @@ def quality(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> 
     ground truth where it has some, and the whole folder's figures (`vidthinker.quality`), written to
     `<run>/quality.json`. None when the run made no valid shard (nothing to measure)."""
     from vidthinker import quality as q
-    from vidthinker.orchestration.runner import shard_file
+    from vidthinker.figures import errors_by_stage
     from vidthinker.schema import VideoITGRecord, read_parquet
+    from vidthinker.shards import shard_file
 
     if not validation["valid"]:
         return None
@@ -418,7 +440,7 @@ def quality(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> 
         "errors": len(failed),
         "error_rate": round(len(failed) / len(records), 4) if records else None,
         "coverage": round(len(good) / sum(len(r.qa) for r in rows), 4) if rows else None,
-        "errors_by_stage": dict(Counter(r.error_stage or "unknown" for r in failed)),
+        "errors_by_stage": errors_by_stage(failed),
         "frames_per_record": _spread([len(r.frame_num) for r in good]),
         "clips_per_record": _spread([len(r.clip_num) for r in good]),
         "instruction_types": dict(Counter(str(r.instruction_type) for r in good)),
@@ -476,7 +498,7 @@ def _record_shards(out_dir: Path, key: str, shards: list[tuple[Any, dict[str, An
             per_video = Counter(vid for vid in spec.video_ids)
             for vid in per_video:
                 row = rows[vid]
-                ledger.videos[vid] = VideoEntry(shard=spec.shard_id, run=key, fingerprint=fingerprint(row),
+                ledger.videos[vid] = VideoEntry(shard=spec.shard_id, run=key, fingerprint=qa_hash(row),
                                                 records=len(row.qa), errors=check.get("errors_by_video", {}).get(vid, 0))
                 added_videos += 1
             added_shards.append(spec.shard_id)
@@ -493,7 +515,7 @@ def update_ledger(params: dict[str, Any], run_id: str, validation: dict[str, Any
     key = run_key(run_id)
     directory = run_dir(p.out_dir, key)
     checks = {c["shard_id"]: c for c in json.loads((directory / "validation.json").read_text())["shards"]}
-    specs = [s for s in _read_plan(directory) if s.shard_id in set(validation["valid"])]
+    specs = [s for s in _read_schedule(directory) if s.shard_id in set(validation["valid"])]
     rows = {r.video_id: r for r in _read_pending(directory)}
     result = _record_shards(p.out_dir, key, [(s, checks[s.shard_id]) for s in specs], rows)
     log.info("ledger: +%d shards, +%d videos, %d videos in total", len(result["added_shards"]),
@@ -504,7 +526,7 @@ def update_ledger(params: dict[str, Any], run_id: str, validation: dict[str, Any
 @redacted_io  # XCom and task errors leave the process: vidthinker.redact
 def asset_extra(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> dict[str, Any] | None:
     """What the `vidthinker_shards` asset event says; None when the run made no new valid shard."""
-    from vidthinker.orchestration.runner import shard_file
+    from vidthinker.shards import shard_file
 
     if not validation["valid"]:
         return None

@@ -37,8 +37,6 @@ from vidthinker.shards.duplicates import (
 from vidthinker.shards.files import (
     FAILED_DIR,
     SHARDS_DIR,
-    error_class_counts,
-    error_reason,
     failed_path,
     shard_file,
     shards_dir,
@@ -85,8 +83,6 @@ __all__ = [
     "assign_shards",
     "check_duplicate_ids",
     "describe_fingerprint",
-    "error_class_counts",
-    "error_reason",
     "failed_attempts",
     "failed_path",
     "finished_shard",

@@ -9,12 +9,12 @@ Layout of a run folder `OUT`::
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from vidthinker.figures import errors_by_class, errors_by_reason, errors_by_stage
 from vidthinker.io import atomic_write_bytes, atomic_write_text
 from vidthinker.schema import VideoITGRecord, to_table
 from vidthinker.shards.content import records_hash
@@ -39,17 +39,6 @@ def shard_file(out_dir: str | Path, shard_id: str) -> Path:
 def failed_path(shard: Path) -> Path:
     """Where a failed attempt of shard file `shard` is kept: `shards/_failed/<name>`."""
     return Path(shard).parent / FAILED_DIR / Path(shard).name
-
-
-def error_class_counts(records: Iterable[VideoITGRecord]) -> dict[str, int]:
-    """Error records by class; records written before classes count as permanent."""
-    return dict(Counter(r.error_class or "permanent" for r in records if not r.ok))
-
-
-def error_reason(error: str) -> str:
-    """The error's class, e.g. 'CorruptVideo' or 'ModelReplyError', for grouping."""
-    head = error.split(":", 1)[0].strip()
-    return head if head.replace("_", "").isalnum() and len(head) < 40 else "other"
 
 
 def write_shard(
@@ -83,15 +72,15 @@ def write_shard(
         records=len(records),
         ok=len(records) - len(failed),
         errors=len(failed),
-        errors_by_stage=dict(Counter(r.error_stage or "unknown" for r in failed)),
-        errors_by_reason=dict(Counter(f"{r.error_stage}:{error_reason(r.error or '')}" for r in failed)),
+        errors_by_stage=errors_by_stage(failed),
+        errors_by_reason=errors_by_reason(failed),
         videos=len({r.video_id for r in records}),
         content_hash=records_hash(records),
         video_ids=sorted(set(video_ids) if video_ids is not None else {r.video_id for r in records}),
         settings_fingerprint=settings_fingerprint,
         state="failed" if failure else "finished",
         failure=failure,
-        errors_by_class=error_class_counts(failed),
+        errors_by_class=errors_by_class(failed),
         video_identity={v: i for v, i in sorted((identities or {}).items())},
     )
     table = to_table(records, VideoITGRecord)

@@ -1,5 +1,6 @@
-"""Build the stage models from settings: the production OpenAI-compatible endpoint, or the offline
-defaults (real small weights from the package registry behind a loopback llama.cpp server).
+"""Build the stage models of a worker from the `models` settings: the production OpenAI-compatible
+endpoint, or the offline defaults (real small weights from the package registry behind a loopback
+llama.cpp server).
 
 Both paths talk through the same OpenAI-compatible client and the same request cache, so the offline
 demo exercises the production code path. Every model is checked before any video is decoded: an

@@ -1,0 +1,145 @@
+"""`RunSummary`: what a shard or a whole run did, as `summary.json` stores it, and its merge.
+
+A worker returns one summary per shard (`summarise` over the shard's records); the engine merges the
+summaries of the shards it ran with the manifests of the shards it skipped (`merge_summaries`). The
+counts come from `vidthinker.figures`. The model sits here, not in `vidthinker.figures`, because it
+holds the shards' manifests (`vidthinker.shards.ShardManifest`), a layer above the figures.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from vidthinker.figures import (
+    StageStats,
+    errors_by_class,
+    errors_by_reason,
+    errors_by_stage,
+    merge_stage_stats,
+    stage_stats,
+    transient_reasons,
+)
+from vidthinker.schema import VideoITGRecord
+from vidthinker.shards import ShardManifest
+
+__all__ = ["RunSummary", "merge_summaries", "summarise"]
+
+
+class RunSummary(BaseModel):
+    """What a run did. Record counts cover every shard of the schedule (annotated now or skipped as already
+    finished); `stages` (calls, tokens, seconds) covers only the work done in this run."""
+
+    run_id: str
+    videos: int
+    records: int
+    ok: int
+    errors: int
+    errors_by_stage: dict[str, int] = Field(default_factory=dict)
+    errors_by_reason: dict[str, int] = Field(default_factory=dict)
+    errors_by_class: dict[str, int] = Field(default_factory=dict, description="error records: transient / permanent")
+    transient_by_reason: dict[str, int] = Field(default_factory=dict, description="transient error records by stage:reason")
+    repaired: dict[str, int] = Field(
+        default_factory=dict,
+        description="records that had an error in the shard's previous attempt and are ok now, by that error's class",
+    )
+    stages: dict[str, StageStats] = Field(default_factory=dict)
+    wall_s: float = 0.0
+    shards: list[ShardManifest] = Field(default_factory=list, description="manifests of written and skipped shards")
+    engine: str = "local"
+    workers: int = 1
+    skipped_shards: list[str] = Field(default_factory=list, description="already finished, not run again")
+    failed_shards: dict[str, str] = Field(default_factory=dict, description="shard id → why it is not finished")
+    transient_failures: list[str] = Field(
+        default_factory=list,
+        description="failed shards whose failure is transient (too many transient errors, endpoint down): a rerun redoes them",
+    )
+    shard_workers: dict[str, str] = Field(default_factory=dict, description="shard id → the worker that wrote it")
+    settings_fingerprint: str = Field("", description="annotation fingerprint of the run's settings (vidthinker.fingerprint)")
+
+    @property
+    def calls(self) -> int:
+        return sum(s.calls for s in self.stages.values())
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.prompt_tokens + s.completion_tokens for s in self.stages.values())
+
+    def transient_failure_line(self) -> str | None:
+        """One line on the shards that failed transiently (None when none did)."""
+        if not self.transient_failures:
+            return None
+        records = sum(m.errors_by_class.get("transient", 0) for m in self.shards if m.shard_id in set(self.transient_failures))
+        top = max(self.transient_by_reason.items(), key=lambda kv: (kv[1], kv[0]))[0] if self.transient_by_reason else None
+        reason = top or next(iter(self.failed_shards.get(s, "") for s in self.transient_failures), "")
+        return (f"{len(self.transient_failures)} shard(s) failed transiently ({records} record(s) with transient "
+                f"errors); top reason: {reason}; rerun the same command to repair them")
+
+
+def summarise(run_id: str, records: Sequence[VideoITGRecord], wall_s: float, clock: dict[str, float]) -> RunSummary:
+    """The summary of records annotated in `wall_s` seconds (`clock`: wall seconds per stage)."""
+    failed = [r for r in records if not r.ok]
+    return RunSummary(
+        run_id=run_id,
+        videos=len({r.video_id for r in records}),
+        records=len(records),
+        ok=len(records) - len(failed),
+        errors=len(failed),
+        errors_by_stage=errors_by_stage(failed),
+        errors_by_reason=errors_by_reason(failed),
+        errors_by_class=errors_by_class(failed),
+        transient_by_reason=transient_reasons(failed),
+        stages=stage_stats(records, clock),
+        wall_s=round(wall_s, 3),
+    )
+
+
+def merge_summaries(
+    run_id: str,
+    written: Sequence[RunSummary],
+    skipped: Sequence[ShardManifest],
+    wall_s: float,
+    *,
+    engine: str = "local",
+    workers: int = 1,
+    failed: dict[str, str] | None = None,
+    shard_workers: dict[str, str] | None = None,
+    settings_fingerprint: str = "",
+    transient_failed: Sequence[str] = (),
+) -> RunSummary:
+    """One summary over the shards of a run: those annotated now (their summaries) and those skipped."""
+    by_stage: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    by_class: Counter[str] = Counter()
+    transient: Counter[str] = Counter()
+    repaired: Counter[str] = Counter()
+    transient_failures: list[str] = []
+    manifests: list[ShardManifest] = []
+    videos = records = ok = errors = 0
+    for summary in written:
+        by_stage.update(summary.errors_by_stage)
+        by_reason.update(summary.errors_by_reason)
+        by_class.update(summary.errors_by_class)
+        transient.update(summary.transient_by_reason)
+        repaired.update(summary.repaired)
+        transient_failures += summary.transient_failures
+        videos, records, ok, errors = videos + summary.videos, records + summary.records, ok + summary.ok, errors + summary.errors
+        manifests.extend(summary.shards)
+    for manifest in skipped:
+        by_stage.update(manifest.errors_by_stage)
+        by_reason.update(manifest.errors_by_reason)
+        by_class.update(manifest.errors_by_class)
+        videos, records, ok, errors = videos + manifest.videos, records + manifest.records, ok + manifest.ok, errors + manifest.errors
+        manifests.append(manifest)
+    return RunSummary(
+        run_id=run_id, videos=videos, records=records, ok=ok, errors=errors,
+        errors_by_stage=dict(by_stage), errors_by_reason=dict(by_reason), errors_by_class=dict(by_class),
+        transient_by_reason=dict(transient), repaired=dict(repaired),
+        stages=merge_stage_stats(s.stages for s in written),
+        wall_s=round(wall_s, 3), shards=manifests, engine=engine, workers=workers,
+        skipped_shards=[m.shard_id for m in skipped], failed_shards=dict(failed or {}),
+        transient_failures=sorted(set(transient_failures) | set(transient_failed or ())),
+        shard_workers=dict(shard_workers or {}), settings_fingerprint=settings_fingerprint,
+    )
