@@ -11,7 +11,7 @@ ARTIFACTS = Path(os.environ.get("VIDTHINKER_TEST_ARTIFACTS", Path(__file__).pare
 
 def demo_root(tmp_path_factory) -> Path:
     """`<tmp>/demo-runs` with synth/ (4 videos) and runs/ (3 runs, the last one drifted); built once."""
-    from vidthinker.demo_runs import make_demo_runs
+    from tests.demo_runs import make_demo_runs
 
     root = tmp_path_factory.getbasetemp() / "demo-runs"
     done = root / ".done"

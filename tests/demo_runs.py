@@ -14,8 +14,9 @@ truncated video that cannot be probed, near-duplicate questions, and the last ru
 prompt that returns every clip and reads questions as no-clue ones more often). Deterministic per seed
 (except `created_at`, which is spaced one day apart back from a fixed date).
 
-Used by the dashboard and publishing tests and handy for trying the dashboard:
-`python -m vidthinker.demo_runs OUT` then `vidthinker dashboard --out OUT/runs`.
+A test fixture (tests/demo_support.py builds it once per session for the quality, dashboard and
+publishing tests), also handy for trying the dashboard: from the repository root,
+`.venv/bin/python -m tests.demo_runs OUT` then `vidthinker dashboard --out OUT/runs`.
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def _with_near_duplicates(row: ManifestRow, index: int) -> ManifestRow:
 def make_demo_runs(root: str | Path, *, runs: int = 3, videos: int = 4, seed: int = 7, per_shard: int = 2,
                    min_seconds: float = 20, max_seconds: float = 40, manifest: Path | None = None) -> list[Path]:
     """Write a synthetic set (unless `manifest` is given) and `runs` run folders; return the run folders."""
-    from vidthinker.annotate import summarise
+    from vidthinker.worker.summary import summarise
 
     root = Path(root)
     if manifest is None:
