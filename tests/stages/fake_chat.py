@@ -10,10 +10,11 @@ from typing import Any
 from vidthinker.models import ChatReply, ChatRequest, Message, Usage
 
 Answer = dict[str, Any] | Exception | Callable[[ChatRequest], dict[str, Any]]
+USAGE = Usage(120, 30, 1)  # what every fake call costs
 
 
 class FakeChat:
-    def __init__(self, *answers: Answer, model_id: str = "fake-llm", usage: Usage = Usage(120, 30, 1)):
+    def __init__(self, *answers: Answer, model_id: str = "fake-llm", usage: Usage = USAGE):
         self.model_id = model_id
         self.answers = list(answers)
         self.usage = usage
@@ -25,7 +26,9 @@ class FakeChat:
         if isinstance(answer, Exception):
             raise answer
         parsed = answer(request) if callable(answer) else answer
-        return ChatReply(text=json.dumps(parsed), parsed=parsed, usage=self.usage, latency_s=0.25, model=self.model_id)
+        return ChatReply(
+            text=json.dumps(parsed), parsed=parsed, usage=self.usage, latency_s=0.25, model=self.model_id
+        )
 
     async def check(self) -> None:
         return None
