@@ -2,22 +2,22 @@
 
 Runs when the annotate DAG announces new shards on the `vidthinker_shards` asset (the event's
 `extra["out_dir"]` says which folder), or by hand with params. The repository comes from the `repo_id`
-param or `VIDTHINKER_PUBLISH__REPO_ID`; the token from `HF_TOKEN` in the worker's environment (or
-huggingface-hub's login file), never from params. All logic is `vidthinker.publish.publish_for_airflow`.
+param or the setting publish.repo_id (`VIDTHINKER_PUBLISH__REPO_ID`); the token from `HF_TOKEN` in the worker's environment (or
+huggingface-hub's login file), never from params. All logic is `vidthinker.orchestration.publish.publish_for_airflow`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
 from vidthinker.orchestration.assets import SHARDS
+from vidthinker.orchestration.publish import default_repo_id
 
 PARAMS = {
     "out_dir": Param(None, type=["null", "string"], description="folder with shards/ (null: the triggering asset event's out_dir)"),
-    "repo_id": Param(os.environ.get("VIDTHINKER_PUBLISH__REPO_ID") or None, type=["null", "string"],
+    "repo_id": Param(default_repo_id(), type=["null", "string"],
                      description="dataset repository, owner/name"),
     "revision": Param(None, type=["null", "string"], description="branch to publish to (null: main)"),
     "private": Param(True, type="boolean", description="visibility if the repository is created"),
@@ -42,7 +42,7 @@ def vidthinker_publish():
     def publish(params=None, triggering_asset_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from vidthinker.publish import PublishError, publish_for_airflow
+        from vidthinker.orchestration.publish import PublishError, publish_for_airflow
 
         events = [dict(e.extra or {}) for evs in (triggering_asset_events or {}).values() for e in evs]
         try:

@@ -1,13 +1,18 @@
 """The publish DAG: parses (asset-scheduled on the shards asset, params, one task) and publishes through
-`dag.test()` to the stub hub; bad input fails the run without retrying."""
+`dag.test()` to the stub hub; bad input fails the run without retrying; what a run publishes
+(vidthinker.orchestration.publish)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.airflow.conftest import DAGS
 from tests.demo_support import copy_run
 from tests.publish.conftest import ORG
+from vidthinker.orchestration.publish import publish_request
+from vidthinker.publish.errors import PublishError
 from vidthinker.quality import find_runs
 
 DAG_FILE = DAGS / "vidthinker_publish.py"
@@ -85,3 +90,33 @@ def test_asset_triggered_task_publishes_the_events_out_dir(hub, demo, tmp_path):
     summary = task.python_callable(params=params, triggering_asset_events=TriggeringAssetEventsAccessor.build([event]))
     assert summary["status"] == "published" and summary["layout"].startswith(str(run_dir))
     assert any(p.startswith("data/") for p in hub.state.head_files(f"{ORG}/from-asset"))
+
+
+def test_publish_request_resolution(monkeypatch):
+    monkeypatch.delenv("VIDTHINKER_PUBLISH__REPO_ID", raising=False)
+    events = [{"out_dir": "/data/a"}, {"out_dir": "/data/b", "shards": ["x"]}]
+    request = publish_request({"repo_id": "o/n", "private": False}, events)
+    assert request["out"] == "/data/b" and request["repo_id"] == "o/n" and request["private"] is False
+    assert publish_request({"repo_id": "o/n", "out_dir": "/x"}, events)["out"] == "/x"
+    with pytest.raises(PublishError, match="no repository"):
+        publish_request({"out_dir": "/x"})
+    monkeypatch.setenv("VIDTHINKER_PUBLISH__REPO_ID", "env/repo")
+    assert publish_request({"out_dir": "/x"})["repo_id"] == "env/repo"
+
+
+def test_publish_request_reads_the_settings(monkeypatch):
+    """The folder falls back to airflow.out_dir only when it is set (not to its built-in default); the
+    repository to publish.repo_id; params win over both."""
+    from vidthinker.config import load_settings
+
+    for name in ("VIDTHINKER_AIRFLOW__OUT_DIR", "VIDTHINKER_PUBLISH__REPO_ID", "VIDTHINKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    configured = load_settings(overrides={"airflow": {"out_dir": "/cfg/out"}, "publish": {"repo_id": "cfg/repo"}})
+    request = publish_request({}, (), configured)
+    assert request["out"] == "/cfg/out" and request["repo_id"] == "cfg/repo"
+    assert publish_request({"out_dir": "/p", "repo_id": "p/r"}, (), configured) == {
+        "out": "/p", "repo_id": "p/r", "revision": None, "private": True, "dry_run": False, "tag": None}
+    with pytest.raises(PublishError, match="nothing to publish"):
+        publish_request({"repo_id": "o/n"}, (), load_settings())
+    monkeypatch.setenv("VIDTHINKER_AIRFLOW__OUT_DIR", "/env/out")
+    assert publish_request({"repo_id": "o/n"})["out"] == "/env/out"
