@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.engine.conftest import read_dataset, settings_for
+from tests.extras import require
 from vidthinker.config import ConfigError, load_settings
 from vidthinker.models import ModelUnavailable
 from vidthinker.models.embedders import resolve_device
@@ -56,7 +57,7 @@ def test_an_embedder_on_a_missing_gpu_fails_before_any_video(stub, synthetic_set
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_ray_workers_reserve_gpu_shares_and_a_gpu_less_cluster_is_refused(baseline, stub, tmp_path):
-    pytest.importorskip("ray")
+    require("ray", "ray")
     from vidthinker.engine import run_annotation
     from vidthinker.engine import EngineUnavailable
 

@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import cli_sets, dataset_hash, read_dataset, settings_for
+from tests.extras import require
 from tests.servers.openai_stub import StubServer
 from tests.test_pipeline import scripted_model
 from vidthinker.engine import run_annotation
 from vidthinker.fingerprint import annotation_fingerprint
 from vidthinker.shards import assign_shards, finished_shard
 
-ray = pytest.importorskip("ray")
+ray = require("ray", "ray")
 RAY_BIN = Path(sys.executable).with_name("ray")
 
 

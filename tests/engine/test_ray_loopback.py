@@ -7,8 +7,10 @@ import logging
 
 import pytest
 
-ray = pytest.importorskip("ray")
-psutil = pytest.importorskip("psutil")
+from tests.extras import require
+
+ray = require("ray", "ray")
+psutil = require("psutil", "dev")
 
 from vidthinker.config import load_settings, with_overrides  # noqa: E402
 from vidthinker.engine import ray_engine  # noqa: E402

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from eval.benchmarks import load_items
+from tests.extras import require
 from tests.tiny_models import tiny_tokenizer
 from eval.frames import FrameStore
 from eval.selectors import BaseSelector
@@ -76,8 +77,8 @@ def lite0():
 @pytest.fixture(scope="session")
 def tiny_selector_dir(tmp_path_factory):
     """A random-init tiny VideoITG selector (Variant C) saved as a checkpoint folder."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    torch = require("torch", "train")
+    require("transformers", "train")
     from trainer.config import tiny_config
     from trainer.model import build_selector
 

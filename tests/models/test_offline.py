@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.extras import require
 from vidthinker.models import ChatRequest, Message, ModelUnavailable
 from vidthinker.models import llama_server as ls
 from vidthinker.models.llama_server import LlamaServer, find_registry_gguf
@@ -39,8 +40,8 @@ RED, BLUE, GREEN, YELLOW = (220, 20, 20), (20, 40, 200), (30, 190, 40), (240, 22
 
 @pytest.fixture(scope="module")
 def describer() -> OfflineClipDescriber:
-    pytest.importorskip("torch")
-    pytest.importorskip("efficientnet_lite_pytorch")
+    require("torch", "offline")
+    require("efficientnet_lite_pytorch", "offline")
     from vidthinker.models.embedders import EfficientNetLiteEmbedder
 
     return OfflineClipDescriber(EfficientNetLiteEmbedder())

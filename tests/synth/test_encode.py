@@ -6,7 +6,9 @@ import shutil
 
 import pytest
 
-av = pytest.importorskip("av")
+from tests.extras import require
+
+av = require("av")
 
 from vidthinker import synth
 

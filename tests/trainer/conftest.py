@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+from tests.extras import require
+
+torch = require("torch", "train")
+require("transformers", "train")
 
 from trainer.config import TrainConfig, tiny_config
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.extras import require
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -129,8 +131,7 @@ def test_bench_help_and_tiny_cpu_sweep(tmp_path):
 
 
 def test_bench_requires_cuda_without_tiny():
-    pytest.importorskip("torch")
-    import torch
+    torch = require("torch", "train")
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the full bench would run")
