@@ -27,7 +27,7 @@ from vidthinker.worker.stage_models import open_stage_models
 from vidthinker.config import load_settings
 from vidthinker.formats import read_manifest
 from vidthinker.pipeline import VideoAnnotator, annotate_rows
-from vidthinker.quality import ground_truth_agreement
+from vidthinker.quality.agreement import ground_truth_agreement
 from vidthinker.synth import generate_synthetic_set
 
 

@@ -253,7 +253,7 @@ def downstream(argv: list[str]) -> None:
     source = source_records(work)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}; "
           f"{len(source)} source records from a tiny annotate run")
-    from vidthinker.quality import SHARD_COLUMNS
+    from vidthinker.quality.shard import SHARD_COLUMNS
     from vidthinker.schema import VIDEOITG_COLUMNS
 
     rows = []
@@ -295,7 +295,7 @@ def downstream(argv: list[str]) -> None:
         if "dashboard" in tools:
             click = (
                 "import time; from pathlib import Path; from vidthinker.dashboard.data import RecordFilter, record_page, "
-                "get_record, shard_counts, warm_search, _question_column\nfrom vidthinker.quality import fresh_run_quality\n"
+                "get_record, shard_counts, warm_search, _question_column\nfrom vidthinker.quality.runs import fresh_run_quality\n"
                 f"run = Path({str(run)!r}); out = []\n"
                 "def t(name, f):\n    s = time.perf_counter(); r = f(); out.append(f'{name} {time.perf_counter() - s:.3f}'); return r\n"
                 "q = t('figures', lambda: fresh_run_quality(run))\n"

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.demo_support import copy_run, demo_root
-from vidthinker.quality import find_runs, shard_paths
+from vidthinker.quality.runs import find_runs, shard_paths
 from vidthinker.review import (
     Review,
     ReviewError,

@@ -502,7 +502,8 @@ def demo(
     from vidthinker.engine import run_annotation
     from vidthinker.formats import export_videoitg_json, iter_records, read_manifest
     from vidthinker.models import ModelUnavailable
-    from vidthinker.quality import compute_run_quality, ground_truth_agreement
+    from vidthinker.quality.agreement import ground_truth_agreement
+    from vidthinker.quality.run import compute_run_quality
     from vidthinker.synth import generate_synthetic_set
 
     settings = _settings(ctx)
@@ -545,10 +546,10 @@ def _register(name: str, module: str, function: str, help_text: str) -> None:
 _register("train", "trainer.commands", "train_command", "Train the VideoITG selector on record shards (see --help).")
 _register("select", "trainer.commands", "select_command", "Score a benchmark split or manifest with a selector checkpoint; write lmms-eval files (integer doc ids): results.jsonl, frame_indices.jsonl, doc_ids.jsonl.")
 _register("eval", "eval.commands", "eval_command", "Compare frame selectors (grounding metrics, optional Video-LLM QA); write report.md/report.json.")
-_register("quality", "vidthinker.quality", "quality_command", "Compute and store quality figures of a run (per shard and per run, with drift).")
+_register("quality", "vidthinker.quality.command", "quality_command", "Compute and store quality figures of a run (per shard and per run, with drift).")
 _register("dashboard", "vidthinker.dashboard", "dashboard", "Serve the annotation-quality dashboard over a folder of runs.")
 _register("serve-args", "vidthinker.serving", "serve_args_command", "Print the vllm serve flags (--max-model-len, --limit-mm-per-prompt) the settings need.")
-_register("publish", "vidthinker.publish.command", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")
+_register("publish", "vidthinker.publish", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")
 
 from vidthinker.orchestration.local_stack import app as _airflow_app  # noqa: E402 - imports typer only
 

@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from vidthinker.config import load_section
-from vidthinker.quality import find_runs, fresh_run_quality, shard_folder, shard_paths
+from vidthinker.quality.runs import find_runs, fresh_run_quality, shard_folder, shard_paths
 from vidthinker.schema import VideoITGRecord, arrow_schema, validate_row
 
 REVIEWS_DIR = "reviews"

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 
-from vidthinker.quality import find_runs, load_run_quality, shard_paths
+from vidthinker.quality.runs import find_runs, load_run_quality, shard_paths
 
 READY_TIMEOUT_MS = 120_000
 

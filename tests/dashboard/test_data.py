@@ -102,7 +102,7 @@ def test_filter_counts_are_remembered_until_the_run_changes(run, monkeypatch):
 
 
 def test_status_counts_come_from_the_stored_figures(run, monkeypatch):
-    from vidthinker.quality import compute_run_quality
+    from vidthinker.quality.run import compute_run_quality
 
     quality = compute_run_quality(run, manifest=[])
     filters = [RecordFilter(status="ok"), RecordFilter(status="error"), RecordFilter(status="error", stage="retrieve"),

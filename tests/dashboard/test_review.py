@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port, _need_browser
-from vidthinker.quality import compute_run_quality, find_runs
+from vidthinker.quality.run import compute_run_quality
+from vidthinker.quality.runs import find_runs
 from vidthinker.review import RunReview, read_reviews, record_hash, review_figures
 from vidthinker.schema import VideoITGRecord, validate_row
 from vidthinker.shards import read_shard_manifest, write_shard

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tests.demo_support import copy_run
 from tests.publish.conftest import USER
-from vidthinker.quality import find_runs
+from vidthinker.quality.runs import find_runs
 from vidthinker.review import Review, append_review, draw_sample, fetch_records, record_hash, run_index
 
 # 10 reviewed records, all frames right: p = 1, Wilson 95% = [0.7225, 1] (hand: z²/n = 0.38415,

@@ -46,7 +46,7 @@ def dashboard(
     Quality figures are read from each run's quality/ folder; when missing or older than the shards,
     `vidthinker quality` computes and stores them in a background process (pages show them once stored).
     """
-    from vidthinker.quality import find_runs
+    from vidthinker.quality.runs import find_runs
     from vidthinker.schema import SchemaError
 
     try:

@@ -36,7 +36,7 @@ from vidthinker.dashboard.data import (
 )
 from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html, video_key
 from vidthinker.dashboard.stage_view import show_stage_outputs
-from vidthinker.quality import RunQuality
+from vidthinker.quality.models import RunQuality
 from vidthinker.schema import VideoITGRecord
 
 PAGE_SIZES = (25, 50, 100, 200)

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import altair as alt
 import pandas as pd
 
-from vidthinker.quality import Distribution, DriftCheck, RunQuality
+from vidthinker.quality.distributions import Distribution
+from vidthinker.quality.models import DriftCheck, RunQuality
 
 TYPE_ORDER = ["semantic_only", "motion_only", "semantic_motion", "no_clues", "unknown"]
 STAGE_COLOURS = {"probe": "#868e96", "decode": "#495057", "caption": "#1c7ed6", "retrieve": "#f08c00",

@@ -37,14 +37,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from vidthinker.quality import (
-    RunQuality,
-    drift_report,
-    find_runs,
-    fresh_run_quality,
-    shard_folder,
-    shard_paths,
-)
+from vidthinker.quality.drift import drift_report
+from vidthinker.quality.models import RunQuality
+from vidthinker.quality.runs import find_runs, fresh_run_quality, shard_folder, shard_paths
 from vidthinker.schema import VideoITGRecord, arrow_schema, validate_row
 from vidthinker.shards import read_shard_manifest
 

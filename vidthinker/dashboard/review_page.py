@@ -32,7 +32,7 @@ import streamlit as st
 from vidthinker.config import load_section
 from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html
 from vidthinker.dashboard.stage_view import show_stage_outputs
-from vidthinker.quality import find_runs
+from vidthinker.quality.runs import find_runs
 from vidthinker.review import (
     Review,
     ReviewError,
