@@ -49,8 +49,8 @@ FAST_CLIENT = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "max_retry_afte
 
 
 def fast_client() -> None:
-    import vidthinker.worker.stage_models as stage_models
     from vidthinker.models.openai_compat import OpenAIEndpoint
+    from vidthinker.worker import stage_models
 
     original = stage_models._endpoint
     known = {k: v for k, v in FAST_CLIENT.items() if k in OpenAIEndpoint.model_fields}

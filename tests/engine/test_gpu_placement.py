@@ -58,8 +58,7 @@ def test_an_embedder_on_a_missing_gpu_fails_before_any_video(stub, synthetic_set
 @pytest.mark.timeout(400)
 def test_ray_workers_reserve_gpu_shares_and_a_gpu_less_cluster_is_refused(baseline, stub, tmp_path):
     require("ray", "ray")
-    from vidthinker.engine import run_annotation
-    from vidthinker.engine import EngineUnavailable
+    from vidthinker.engine import EngineUnavailable, run_annotation
 
     # Two workers sharing one (logical) GPU: both are placed, both see GPU 0, records are unchanged.
     settings = settings_for(stub.base_url, "engine.local_num_cpus=2", "engine.local_num_gpus=1",

@@ -16,8 +16,8 @@ import vidthinker.worker.stage_models
 from tests.engine.conftest import cached_replies, cli_sets, dataset_hash, read_dataset, settings_for
 from tests.servers.openai_stub import StubServer
 from tests.test_pipeline import scripted_model
-from vidthinker.engine import run_annotation
 from vidthinker.cli import app
+from vidthinker.engine import run_annotation
 from vidthinker.fingerprint import annotation_fingerprint
 from vidthinker.shards import (
     LOCK_NAME,

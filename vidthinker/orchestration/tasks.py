@@ -1,6 +1,8 @@
 """The annotate DAG's tasks as plain functions (no Airflow import): each takes JSON-able inputs, keeps
 its state in files beside the shards, and returns a small JSON-able dict for XCom.
 
+Over 500 lines on purpose: one function per task of the one DAG, sharing the run folder's helpers.
+
 Every step is idempotent under retries and reruns of the same DAG run: the pending set and the shard
 schedule of a run are written once and reused (`<out_dir>/airflow/runs/<run_key>/`), a finished shard is
 not run again, and updating the ledger with the same shards changes nothing.
