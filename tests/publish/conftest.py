@@ -15,7 +15,7 @@ import tests.airflow.conftest as airflow_env  # noqa: F401 - sets the Airflow en
 from tests.airflow.conftest import airflow_db  # noqa: F401 - fixture
 from tests.demo_support import copy_run, demo_root
 from tests.publish.hub_stub import HubStub
-from vidthinker.quality import find_runs, shard_paths
+from vidthinker.quality.runs import find_runs, shard_paths
 
 WRITE_TOKEN = "hf_WriteTokenForTests0123456789abcd"
 READ_TOKEN = "hf_ReadTokenForTests0123456789abcde"

@@ -13,7 +13,7 @@ from tests.publish.conftest import ORG, good_records, synthetic_run
 from vidthinker.publish.layout import build_layout, convert_shard
 from vidthinker.publish.records import PUBLISHED_SCHEMA
 from vidthinker.publish.upload import publish_dataset
-from vidthinker.quality import find_runs
+from vidthinker.quality.runs import find_runs
 from vidthinker.schema import VideoITGRecord
 
 

@@ -13,7 +13,7 @@ from tests.demo_support import copy_run
 from tests.publish.conftest import ORG
 from vidthinker.orchestration.publish import publish_request
 from vidthinker.publish.errors import PublishError
-from vidthinker.quality import find_runs
+from vidthinker.quality.runs import find_runs
 
 DAG_FILE = DAGS / "vidthinker_publish.py"
 

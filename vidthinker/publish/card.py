@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from vidthinker import __version__
 from vidthinker.publish.records import DATA_DIR, DEFAULT_LICENSE, PUBLISH_VERSION, PUBLISHED_SCHEMA, SPLIT
-from vidthinker.quality import RunQuality
+from vidthinker.quality.models import RunQuality
 
 TASK_CATEGORIES = ["video-text-to-text", "visual-question-answering"]
 TAGS = ["video", "temporal-grounding", "frame-selection", "instructed-temporal-grounding", "videoitg", "vidthinker"]

@@ -37,7 +37,7 @@ def publish(
     from vidthinker.config import ConfigError, load_command_settings
     from vidthinker.publish.layout import data_file_size
     from vidthinker.publish.upload import publish_dataset
-    from vidthinker.quality import shard_paths
+    from vidthinker.quality.runs import shard_paths
     from vidthinker.redact import redact
     from vidthinker.schema import SchemaError
     from vidthinker.shards import MOVE_REMEDY, DuplicateRecordsError, check_duplicate_ids

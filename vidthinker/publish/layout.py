@@ -31,14 +31,9 @@ from vidthinker.publish.records import (
     STATS_FILE,
     data_file_name,
 )
-from vidthinker.quality import (
-    RunQuality,
-    compute_run_quality,
-    fresh_run_quality,
-    shard_figures,
-    shard_folder,
-    shard_paths,
-)
+from vidthinker.quality.models import RunQuality
+from vidthinker.quality.run import compute_run_quality, shard_figures
+from vidthinker.quality.runs import fresh_run_quality, shard_folder, shard_paths
 from vidthinker.review import card_section
 
 

@@ -25,7 +25,7 @@ from vidthinker.publish.hub import (
 )
 from vidthinker.publish.layout import Layout, build_layout
 from vidthinker.publish.records import DATA_DIR, DEFAULT_LICENSE, MANAGED_PREFIXES, data_file_name
-from vidthinker.quality import shard_folder
+from vidthinker.quality.runs import shard_folder
 from vidthinker.review import review_gate_failure
 from vidthinker.schema import SchemaError
 
