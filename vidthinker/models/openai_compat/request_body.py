@@ -1,5 +1,9 @@
 """What goes over the wire: chat messages with their image and video parts, the chat-completions body,
-structured output in either dialect, the repair turn, and the bodies of the start-up probes."""
+structured output in either dialect, the repair turn, and the bodies of the start-up probes.
+
+vLLM's ``ChatCompletionRequest`` (vllm-project/vllm, ``vllm/entrypoints/openai/protocol.py``) accepts
+both ``max_tokens`` and ``max_completion_tokens``; the bodies here send ``max_tokens``.
+"""
 
 from __future__ import annotations
 
