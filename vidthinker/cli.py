@@ -549,7 +549,7 @@ _register("eval", "eval.commands", "eval_command", "Compare frame selectors (gro
 _register("quality", "vidthinker.quality.command", "quality_command", "Compute and store quality figures of a run (per shard and per run, with drift).")
 _register("dashboard", "vidthinker.dashboard", "dashboard", "Serve the annotation-quality dashboard over a folder of runs.")
 _register("serve-args", "vidthinker.serving", "serve_args_command", "Print the vllm serve flags (--max-model-len, --limit-mm-per-prompt) the settings need.")
-_register("publish", "vidthinker.publish", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")
+_register("publish", "vidthinker.publish.command", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")
 
 from vidthinker.orchestration.local_stack import app as _airflow_app  # noqa: E402 - imports typer only
 
