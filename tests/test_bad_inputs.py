@@ -257,7 +257,6 @@ def test_limit_below_one_is_refused(command, value):
 
 @pytest.mark.parametrize("mask", [0o022, 0o027])
 def test_atomic_writers_give_files_the_umask_mode(tmp_path, mask):
-    from vidthinker import synth
     from vidthinker.io import atomic_write_text
     from vidthinker.shards import write_shard
     from vidthinker.orchestration import ledger
@@ -266,7 +265,7 @@ def test_atomic_writers_give_files_the_umask_mode(tmp_path, mask):
         "shard": lambda p: write_shard([], p),  # parquet and manifest through vidthinker.io
         "ledger": lambda p: _write_ledger_to(ledger, p),  # the ledger's own write (locked_ledger), moved to p
         "quality": lambda p: atomic_write_text(p, "x"),  # quality writes its figures and caches through vidthinker.io
-        "synth": lambda p: synth._atomic_write_text(p, "x"),
+        "synth": lambda p: atomic_write_text(p, "x"),  # synth writes all its files through vidthinker.io
     }
     old = os.umask(mask)
     try:
@@ -279,13 +278,13 @@ def test_atomic_writers_give_files_the_umask_mode(tmp_path, mask):
         os.umask(old)
 
 
-def test_a_run_writes_shards_manifests_and_summary_with_normal_modes(stub, synthetic_set, tmp_path):
 def _write_ledger_to(ledger, path):
     with ledger.locked_ledger(path.parent) as book:
         book.videos["v"] = ledger.VideoEntry(shard="s", run="r", fingerprint="f", records=1)
     os.replace(ledger.ledger_path(path.parent), path)
 
 
+def test_a_run_writes_shards_manifests_and_summary_with_normal_modes(stub, synthetic_set, tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, annotate_args(stub, one_video_manifest(synthetic_set, tmp_path / "m.jsonl"), out))
     assert result.exit_code == 0, result.output
