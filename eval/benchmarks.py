@@ -23,7 +23,7 @@ nothing is downloaded):
   ``qa[].ground_truth`` (1-fps frame ids, instruction type). The gold letter is the option equal to
   ``answer``. doc_id = qa_id, or ``<video_id>/<qa_id>`` when qa_ids repeat across videos (the record id
   ``records_from_ground_truth`` uses); the row is the question's position in manifest order, the integer
-  ``trainer.inference.read_queries`` writes (with ``doc_ids.jsonl``). group = instruction type.
+  ``eval.lmms_select.read_queries`` writes (with ``doc_ids.jsonl``). group = instruction type.
 
 Annotations come as .json (a list, or {"data": [...]}) , .jsonl or .parquet; a folder means every such
 file in it (files in name order, rows in file order). A video that is missing is not an error here: the
@@ -303,7 +303,7 @@ def manifest_items(path: str | Path) -> list[EvalItem]:
                     gt_frames=tuple(gt.frame_ids) if gt is not None else None,
                     group=(gt.instruction_type if gt is not None else None),
                     video_id=row.video_id,
-                    extra={"row": len(items)},  # manifest order: trainer.inference.read_queries agrees
+                    extra={"row": len(items)},  # manifest order: eval.lmms_select.read_queries agrees
                 )
             )
     return items

@@ -1,4 +1,4 @@
-"""Typer-compatible command functions (to be registered by the CLI as `vidthinker eval`).
+"""Typer-compatible command functions (registered by the CLI as `vidthinker eval` and `vidthinker select`).
 
 Parameters use `Annotated[..., typer.Option(...)]`, so the functions are also plain Python functions with
 ordinary defaults (tests call them directly).
@@ -168,6 +168,110 @@ def eval_command(
                 "candidate": verdict.get("candidate"),
                 "vs_uniform": (verdict.get("vs_uniform") or {}).get("verdict"),
                 "vs_previous_best": (verdict.get("vs_previous_best") or {}).get("verdict"),
+            }
+        )
+    )
+
+
+def select_command(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Trained selector folder (config.json + model.safetensors).")
+    ],
+    manifest: Annotated[
+        Path,
+        typer.Argument(
+            help="What to score: a benchmark's annotation file or folder (VideoMME parquet, MLVU, "
+            "LongVideoBench, CG-Bench JSON: the files `vidthinker eval` reads), a VidThinker manifest "
+            "(.jsonl/.parquet, LLaVA-Video .json), or JSONL rows {doc_id, video_path, question}."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Folder for results.jsonl, frame_indices.jsonl and doc_ids.jsonl."
+        ),
+    ],
+    benchmark: Annotated[
+        str,
+        typer.Option(
+            help="auto, manifest, videomme, mlvu, longvideobench or cgbench. doc_id is lmms-eval's: the "
+            "question's row in the file (its position in manifest order for a manifest), so give the "
+            "task's evaluation split as released; doc_ids.jsonl says which question each doc_id is."
+        ),
+    ] = "auto",
+    video_root: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the benchmark's videos (default: the annotation file's folder)."),
+    ] = None,
+    k: Annotated[
+        int,
+        typer.Option(
+            "--k",
+            "-k",
+            help="Frames kept per question in frame_indices.jsonl, best first. VideoITG's lmms-eval "
+            "wrappers read index[:num_frame] and sort it, so any num_frame <= K gets the num_frame "
+            "best frames; set K >= the largest num_frame (max_num_frames) you run the Video-LLM with "
+            "(a larger num_frame gets only K frames). results.jsonl ranks every scored frame.",
+        ),
+    ] = 32,
+    num_frames: Annotated[int, typer.Option(help="Frames scored per video (paper: 512).")] = 512,
+    sampling: Annotated[
+        str,
+        typer.Option(
+            help="Frames scored: 'grid': the 1-fps grid (as in training), all of it or num_frames spread "
+            "evenly; 'uniform': num_frames spread evenly over all video frames (not the VideoITG "
+            "sampler); 'videoitg': exactly lmms-eval's VideoITG sampler (every round(fps)-th frame, "
+            "thinned to num_frames at int(i * count / num_frames)), to compare with the released "
+            "model's results.jsonl frame for frame."
+        ),
+    ] = "grid",
+    batch_size: Annotated[int, typer.Option(help="Questions scored per forward pass.")] = 8,
+    prefetch: Annotated[int, typer.Option(help="Videos decoded ahead in background threads.")] = 2,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="On-disk frame-feature cache (reused across runs).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Device (default: CUDA when available).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N videos (N >= 1).")] = None,
+    compile_blocks: Annotated[
+        bool,
+        typer.Option("--compile/--no-compile", help="torch.compile each transformer block (worth it on GPUs for long runs)."),
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Score a benchmark's or manifest's questions with a trained selector and write lmms-eval's frame files
+    (point a VideoITG lmms-eval wrapper's frame_indices_jsonl at frame_indices.jsonl or results.jsonl)."""
+    from eval.lmms_select import select_manifest
+    from trainer.inference import SAMPLINGS, Selector
+
+    if sampling not in SAMPLINGS:
+        raise typer.BadParameter(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+
+    selector = Selector.from_pretrained(
+        checkpoint, device=device, cache_dir=cache_dir, sampling=sampling, batch_size=batch_size,
+        compile=compile_blocks,
+    )
+    report = select_manifest(
+        selector,
+        manifest,
+        out,
+        k=k,
+        num_frames=num_frames,
+        prefetch=prefetch,
+        limit=limit,
+        progress=progress,
+        benchmark=benchmark,
+        video_root=video_root,
+    )
+    typer.echo(
+        json.dumps(
+            {
+                "results": str(report.results),
+                "frame_indices": str(report.frame_indices),
+                "doc_ids": str(report.doc_ids),
+                "videos": report.videos,
+                "queries": report.queries,
+                "failed_videos": len(report.failed_videos),
+                "elapsed_s": round(report.elapsed_s, 2),
             }
         )
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from eval.frames import FrameStore
 from eval.items import EvalItem, group_by_video
 from eval.metrics import MetricTable, question_metrics
 from eval.selectors import FrameSelector, Query, rank_ids, score_queries, select_from_scores
+from vidthinker.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +143,6 @@ def grounding_tables(
     return tables
 
 
-def _atomic_lines(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
-
-
 def doc_id_line(item: EvalItem) -> dict[str, Any]:
     """One line of ``doc_ids.jsonl``: lmms-eval's doc_id and the question it stands for."""
     return {"doc_id": item.lmms_doc_id, "video_id": item.video_id, "qa_id": item.doc_id, "video": item.video}
@@ -203,9 +197,9 @@ def write_predictions(
         best_first = sorted(chosen, key=lambda g: (-by_id.get(g, float("-inf")), g))
         ordered = list(dict.fromkeys(store.frame_indices(sc.video, best_first)))
         indices.append(json.dumps({"doc_id": row, "index": ordered}))
-    _atomic_lines(out_dir / "results.jsonl", results)
-    _atomic_lines(out_dir / "frame_indices.jsonl", indices)
-    _atomic_lines(out_dir / "doc_ids.jsonl", docs)
+    atomic_write_text(out_dir / "results.jsonl", "".join(line + "\n" for line in results))
+    atomic_write_text(out_dir / "frame_indices.jsonl", "".join(line + "\n" for line in indices))
+    atomic_write_text(out_dir / "doc_ids.jsonl", "".join(line + "\n" for line in docs))
     return out_dir / "results.jsonl", out_dir / "frame_indices.jsonl"
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from eval.harness import SelectionRun
 from eval.items import EvalItem
 from eval.metrics import MetricTable, paired_bootstrap
 from eval.qa import Answer, qa_paired_diff, qa_table
+from vidthinker.io import atomic_write_text
 
 REPORT_VERSION = 1
 SHORT = {
@@ -464,9 +464,7 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, plots: bool = T
         ("json", json.dumps(report, indent=1, allow_nan=False)),
         ("md", render_markdown(report, made)),
     ):
-        tmp = paths[key].with_name(f".{paths[key].name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, paths[key])
+        atomic_write_text(paths[key], text)
     for rel in made.values():
         paths[rel] = out_dir / rel
     return paths

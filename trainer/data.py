@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vidthinker.io import atomic_write_bytes
 from vidthinker.video import VideoInfo, decode_frames, grid_size, grid_to_frame_index, probe, uniform_indices
 
 log = logging.getLogger(__name__)
@@ -226,9 +227,9 @@ def _shard_index(path: Path, report: LoadReport):
         cached.parent.mkdir(exist_ok=True)
         for old in cached.parent.glob(f"{path.stem}.*.parquet"):
             old.unlink(missing_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, cached)
+        # vidthinker.io's temporary names are unique (mkstemp), so DDP ranks building the same index at
+        # once never write into one temporary file; the last move wins with a whole file.
+        atomic_write_bytes(cached, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     except OSError as error:
         log.debug("training index of %s not cached: %s", path, error)
     return table
@@ -486,10 +487,9 @@ class FeatureCache:
         if path is not None:
             from safetensors.torch import save_file
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            save_file({"features": value}, str(tmp))
-            os.replace(tmp, path)  # atomic: concurrent writers (DDP ranks) never expose half a file
+            # atomic, with a unique temporary name per call (mkstemp): concurrent writers (DDP ranks,
+            # prefetch threads) never share a temporary file or expose half a file
+            atomic_write_bytes(path, lambda tmp: save_file({"features": value}, str(tmp)))
         self._remember(key, value)
 
     def get_or_compute(self, key: str, compute) -> torch.Tensor:

@@ -10,7 +10,7 @@ ORIGINAL video frame indices. Samplings:
 * ``videoitg``: exactly the frames of the VideoITG release's sampler (``videoitg_indices``), so scores can be
   compared frame for frame with the released model's ``results.jsonl``.
 
-`select_manifest` writes the files VideoITG's lmms-eval wrappers read (``frame_indices_jsonl=``):
+`select_jobs` writes the files VideoITG's lmms-eval wrappers read (``frame_indices_jsonl=``):
 
     results.jsonl        {"doc_id", "video_path", "index": [frame ids by score desc], "logits": [2-dp scores]}
     frame_indices.jsonl  {"doc_id", "index": [Top-K frame ids by score desc]}
@@ -32,10 +32,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ import torch
 
 from trainer.data import FeatureCache, FramePlan, decode_for, frame_plan
 from trainer.model import FrameSelector
+from vidthinker.io import atomic_path, atomic_write_text
 from vidthinker.video import probe, uniform_indices
 
 log = logging.getLogger(__name__)
@@ -257,39 +257,10 @@ class VideoJob:
     queries: list[Query] = field(default_factory=list)
 
 
-def detect_kind(manifest: str | Path, benchmark: str = "auto") -> str:
-    """'manifest' (VidThinker manifest, LLaVA-Video JSON, generic rows) or a benchmark name of
-    ``eval.benchmarks`` (VideoMME, MLVU, LongVideoBench, CG-Bench files, told apart by their fields)."""
-    from eval.benchmarks import ADAPTERS, detect_benchmark, read_records
+def read_manifest_queries(manifest: str | Path) -> list[VideoJob]:
+    """Questions of a VidThinker manifest or of generic rows, grouped by video (first-appearance order),
+    each with its lmms-eval doc_id. (Benchmark files are read on the eval side: ``eval.lmms_select``.)
 
-    if benchmark in ("manifest", "synthetic"):
-        return "manifest"
-    if benchmark != "auto":
-        if benchmark not in ADAPTERS:
-            raise ValueError(
-                f"unknown benchmark {benchmark!r}; choose from auto, manifest, {', '.join(ADAPTERS)}"
-            )
-        return benchmark
-    try:
-        first = read_records(manifest)[:1]
-    except (OSError, ValueError, TypeError):
-        return "manifest"  # not a plain record file: read_manifest says what is wrong with it
-    if not first or not isinstance(first[0], dict) or "qa" in first[0] or "conversations" in first[0]:
-        return "manifest"
-    try:
-        return detect_benchmark(first[0])
-    except ValueError:
-        return "manifest"  # generic rows {doc_id, video_path, question}
-
-
-def read_queries(
-    manifest: str | Path, benchmark: str = "auto", *, video_root: str | Path | None = None
-) -> list[VideoJob]:
-    """Questions grouped by video (first-appearance order), each with its lmms-eval doc_id.
-
-    * A benchmark file (``benchmark`` = videomme, mlvu, longvideobench, cgbench, or detected): the items
-      ``eval.benchmarks.load_items`` reads, ``vidthinker eval``'s; doc_id = the row in the file (lmms-eval's
-      doc_id when the file is the task's split), qa_id = the benchmark's question id.
     * A VidThinker manifest (.jsonl/.parquet of ManifestRow, LLaVA-Video .json): doc_id = the question's
       position in manifest order (rows in order, ``qa`` in order), the same number ``vidthinker eval`` gives
       it; video_id/qa_id kept for ``doc_ids.jsonl``.
@@ -298,17 +269,6 @@ def read_queries(
       absent: the row's position); relative paths against the file.
     """
     manifest = Path(manifest)
-    kind = detect_kind(manifest, benchmark)
-    if kind != "manifest":
-        from eval.benchmarks import load_items
-
-        items = load_items(manifest, kind, video_root=video_root)
-        jobs: OrderedDict[str, VideoJob] = OrderedDict()
-        for item in items:
-            jobs.setdefault(item.video, VideoJob(item.video)).queries.append(
-                Query(item.lmms_doc_id, item.question, item.video_id, item.doc_id)
-            )
-        return list(jobs.values())
     rows: list[dict[str, Any]] | None = None
     if manifest.suffix.lower() in (".jsonl", ".json"):
         text = manifest.read_text()
@@ -322,7 +282,7 @@ def read_queries(
     from vidthinker.formats import read_manifest
 
     manifest_rows = read_manifest(manifest)
-    jobs = OrderedDict()
+    jobs: OrderedDict[str, VideoJob] = OrderedDict()
     position = 0
     for row in manifest_rows:
         job = jobs.setdefault(row.video, VideoJob(row.video))
@@ -399,35 +359,25 @@ class SelectReport:
     score_s: float = 0.0
 
 
-def select_manifest(
-    selector: Selector | str | Path,
-    manifest: str | Path,
+def select_jobs(
+    selector: Selector,
+    jobs: Sequence[VideoJob],
     out_dir: str | Path,
     *,
     k: int = 32,
     num_frames: int = 512,
     prefetch: int = 2,
-    limit: int | None = None,
     progress: bool = False,
-    benchmark: str = "auto",
-    video_root: str | Path | None = None,
 ) -> SelectReport:
-    """Score every question of a manifest or benchmark file (``read_queries``); each video is decoded (and
-    encoded) once for all its questions, the next videos are decoded in background threads while the current
-    one is scored. Writes results.jsonl, frame_indices.jsonl (Top-``k``, best first) and doc_ids.jsonl."""
-    if not isinstance(selector, Selector):
-        selector = Selector.from_pretrained(selector)
+    """Score every question of ``jobs`` (``read_manifest_queries``, or ``eval.lmms_select.read_queries`` for
+    benchmark files); each video is decoded (and encoded) once for all its questions, the next videos are
+    decoded in background threads while the current one is scored. Writes results.jsonl,
+    frame_indices.jsonl (Top-``k``, best first) and doc_ids.jsonl, each atomically (``vidthinker.io``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = read_queries(manifest, benchmark, video_root=video_root)
-    if limit is not None:
-        jobs = jobs[:limit]
     report = SelectReport(
         out_dir / "results.jsonl", out_dir / "frame_indices.jsonl", out_dir / "doc_ids.jsonl"
     )
-    tmp_results = report.results.with_name(f".{report.results.name}.tmp")
-    tmp_indices = report.frame_indices.with_name(f".{report.frame_indices.name}.tmp")
-    tmp_docs = report.doc_ids.with_name(f".{report.doc_ids.name}.tmp")
     started = time.perf_counter()
 
     def prepare(job: VideoJob) -> tuple[FramePlan, np.ndarray | None, float]:
@@ -444,7 +394,10 @@ def select_manifest(
         bar.start()
         task = bar.add_task("select", total=len(jobs))
     try:
+        # frame_indices.jsonl is moved into place after results.jsonl (the inner block ends first)
         with (
+            atomic_path(report.frame_indices) as tmp_indices,
+            atomic_path(report.results) as tmp_results,
             ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool,
             tmp_results.open("w") as results,
             tmp_indices.open("w") as indices,
@@ -481,25 +434,15 @@ def select_manifest(
                 report.videos += 1
                 if bar is not None:
                     bar.update(task, advance=1)
-        os.replace(tmp_results, report.results)
-        os.replace(tmp_indices, report.frame_indices)
         # every question of the split (a failed video's too): what each integer doc_id stands for
         every = sorted(((q.doc_id, job.video, q) for job in jobs for q in job.queries), key=lambda x: x[0])
-        tmp_docs.write_text("".join(json.dumps(doc_id_line(video, q)) + "\n" for _, video, q in every))
-        os.replace(tmp_docs, report.doc_ids)
+        atomic_write_text(
+            report.doc_ids, "".join(json.dumps(doc_id_line(video, q)) + "\n" for _, video, q in every)
+        )
     finally:
         if bar is not None:
             bar.stop()
-        for tmp in (tmp_results, tmp_indices, tmp_docs):
-            tmp.unlink(missing_ok=True)
     if report.failed_videos:
         (out_dir / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in report.failed_videos))
     report.elapsed_s = time.perf_counter() - started
     return report
-
-
-def iter_jsonl(path: str | Path) -> Iterable[dict[str, Any]]:
-    with Path(path).open() as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)

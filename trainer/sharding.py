@@ -51,12 +51,6 @@ def shard_selector(model: FrameSelector, device: torch.device, world: int, bf16:
     fully_shard(model, mesh=mesh, mp_policy=policy, ignored_params=set(model.vision.parameters()))
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
-
-
 def full_model_state(model: FrameSelector) -> dict[str, torch.Tensor]:
     """The whole state dict on rank 0's CPU (empty on other ranks). Collective: every rank calls it."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict

@@ -212,6 +212,9 @@ def save_checkpoint(
 ) -> Path:
     """A resumable checkpoint; with `sharded` (FSDP) every rank takes part in gathering the full state."""
     final = out_dir / CHECKPOINT_DIR / f"step-{step:08d}"
+    # A checkpoint is a folder that every DDP/FSDP rank writes into between barriers, so it needs a
+    # temporary name all ranks agree on; vidthinker.io replaces single files under unique mkstemp names,
+    # so the folder is swapped here (written last: the state file; then one os.replace by rank 0).
     tmp = out_dir / CHECKPOINT_DIR / f".tmp-step-{step:08d}"
     if info.is_main:
         shutil.rmtree(tmp, ignore_errors=True)

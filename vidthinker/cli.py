@@ -544,7 +544,7 @@ def _register(name: str, module: str, function: str, help_text: str) -> None:
 
 
 _register("train", "trainer.commands", "train_command", "Train the VideoITG selector on record shards (see --help).")
-_register("select", "trainer.commands", "select_command", "Score a benchmark split or manifest with a selector checkpoint; write lmms-eval files (integer doc ids): results.jsonl, frame_indices.jsonl, doc_ids.jsonl.")
+_register("select", "eval.commands", "select_command", "Score a benchmark split or manifest with a selector checkpoint; write lmms-eval files (integer doc ids): results.jsonl, frame_indices.jsonl, doc_ids.jsonl.")
 _register("eval", "eval.commands", "eval_command", "Compare frame selectors (grounding metrics, optional Video-LLM QA); write report.md/report.json.")
 _register("quality", "vidthinker.quality.command", "quality_command", "Compute and store quality figures of a run (per shard and per run, with drift).")
 _register("dashboard", "vidthinker.dashboard", "dashboard", "Serve the annotation-quality dashboard over a folder of runs.")

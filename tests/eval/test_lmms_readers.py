@@ -19,11 +19,12 @@ require("transformers", "train")
 from eval.benchmarks import load_items, read_records
 from eval.evaluate import evaluate
 from eval.frames import FrameStore
+from eval.lmms_select import select_manifest
 from eval.selectors import PredictionsSelector, rank_ids, read_prediction_lines
 from tests.eval import benchmark_files
 from tests.eval.lmms_reader import LmmsFrameReader
 from tests.trainer.conftest import write_index_video
-from trainer.inference import Selector, select_manifest
+from trainer.inference import Selector
 from vidthinker.video import probe
 
 K = 4
@@ -84,7 +85,7 @@ def test_select_on_a_benchmark_gives_every_doc_its_best_frames(tmp_path, benchma
 
 
 def test_select_command_with_benchmark_and_video_root(tmp_path, two_videos, tiny_selector_dir, capsys):
-    from trainer.commands import select_command
+    from eval.commands import select_command
 
     path = benchmark_files.cgbench(tmp_path, two_videos)
     select_command(

@@ -162,10 +162,11 @@ def test_all_selectors_run_through_one_interface_and_decode_each_video_once(
 def test_trainer_results_jsonl_reads_back_as_the_same_selector(
     tmp_path, synthetic_set, items, tiny_selector_dir
 ):
-    """lmms-eval files written by trainer.inference.select_manifest, read by PredictionsSelector, give the
+    """lmms-eval files written by eval.lmms_select.select_manifest, read by PredictionsSelector, give the
     trained selector's own scores and Top-K (on the same grid frames, decoded at the trainer's size)."""
     require("torch", "train")
-    from trainer.inference import Selector, select_manifest
+    from eval.lmms_select import select_manifest
+    from trainer.inference import Selector
 
     trained = Selector.from_pretrained(tiny_selector_dir, device="cpu")
     report = select_manifest(trained, synthetic_set, tmp_path / "videoitg", k=8)

@@ -19,7 +19,8 @@ def test_commands_are_typer_compatible_and_run(tmp_path, small_shards, synthetic
     import typer
     from typer.testing import CliRunner
 
-    from trainer.commands import select_command, train_command
+    from eval.commands import select_command
+    from trainer.commands import train_command
 
     for fn in (train_command, select_command):
         for name, param in inspect.signature(fn, eval_str=True).parameters.items():

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from eval.lmms_select import read_queries, select_manifest
 from tests.trainer.conftest import read_index
-from trainer.inference import Selector, read_queries, select_manifest, top_k, videoitg_indices
+from trainer.inference import Selector, top_k, videoitg_indices
 from trainer.model import FrameSelector
 from vidthinker.video import decode_frames, uniform_indices
 
