@@ -20,7 +20,7 @@ The modules, each one job, imports pointing down the list:
 """
 
 from .client import OpenAICompatChat
-from .endpoint import API_KEY_ENV_VARS, OpenAIEndpoint
+from .endpoint import OpenAIEndpoint
 from .request_body import to_wire_messages
 
-__all__ = ["API_KEY_ENV_VARS", "OpenAICompatChat", "OpenAIEndpoint", "to_wire_messages"]
+__all__ = ["OpenAICompatChat", "OpenAIEndpoint", "to_wire_messages"]

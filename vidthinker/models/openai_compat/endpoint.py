@@ -7,27 +7,23 @@ never in a repr, and :func:`redact_for` removes it from any server text that end
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from vidthinker.config import api_key_from_environment
 from vidthinker.redact import redact, redact_then_truncate
 
 from ..base import ModelError
 
-API_KEY_ENV_VARS = ("VIDTHINKER_API_KEY", "OPENAI_API_KEY")
 Dialect = Literal["json_schema", "json_object"]
 
 
 def _key_from_env() -> SecretStr | None:
-    for var in API_KEY_ENV_VARS:
-        value = os.environ.get(var)
-        if value:
-            return SecretStr(value)
-    return None
+    value = api_key_from_environment()  # VIDTHINKER_API_KEY, else OPENAI_API_KEY (vidthinker.config)
+    return SecretStr(value) if value else None
 
 
 class OpenAIEndpoint(BaseModel):
