@@ -2,8 +2,9 @@
 
 Runs when the annotate DAG announces new shards on the `vidthinker_shards` asset (the event's
 `extra["out_dir"]` says which folder), or by hand with params. The repository comes from the `repo_id`
-param or the setting publish.repo_id (`VIDTHINKER_PUBLISH__REPO_ID`); the token from `HF_TOKEN` in the worker's environment (or
-huggingface-hub's login file), never from params. All logic is `vidthinker.orchestration.publish.publish_for_airflow`.
+param or the setting publish.repo_id (`VIDTHINKER_PUBLISH__REPO_ID`); the token from `HF_TOKEN` on the
+worker (or huggingface-hub's login file), never from params. All logic is
+`vidthinker.orchestration.publish.publish_for_airflow`.
 """
 
 from __future__ import annotations

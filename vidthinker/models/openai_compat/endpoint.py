@@ -22,7 +22,7 @@ Dialect = Literal["json_schema", "json_object"]
 
 
 def _key_from_env() -> SecretStr | None:
-    value = api_key_from_environment()  # VIDTHINKER_API_KEY, else OPENAI_API_KEY (vidthinker.config)
+    value = api_key_from_environment()  # vidthinker.config: the one reader of the key
     return SecretStr(value) if value else None
 
 
