@@ -10,10 +10,10 @@ from eval.metrics import (
     selection_metrics,
     wilson_interval,
 )
+from eval.predictions import PredictionsSelector
 from eval.selectors import (
     AKSSelector,
     FrameSelector,
-    PredictionsSelector,
     Query,
     RandomSelector,
     SimilaritySelector,

@@ -14,9 +14,10 @@ from eval.benchmarks import load_items
 from eval.frames import FrameStore
 from eval.harness import SelectionRun, grounding_tables, run_selection, write_predictions
 from eval.items import EvalItem
+from eval.predictions import PredictionsSelector
 from eval.qa import QARunner
 from eval.report import build_report, load_previous, write_report
-from eval.selectors import BASELINES, FrameSelector, PredictionsSelector, VideoITGSelector, make_selectors
+from eval.selectors import BASELINES, FrameSelector, VideoITGSelector, make_selectors
 
 log = logging.getLogger(__name__)
 

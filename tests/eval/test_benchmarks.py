@@ -223,7 +223,8 @@ def test_benchmark_file_runs_end_to_end(tmp_path, items):
 
 def test_lmms_eval_row_doc_ids_match_benchmark_items(tmp_path, items, store):
     """lmms-eval numbers docs by their row in the split; its results.jsonl still lines up."""
-    from eval.selectors import PredictionsSelector, Query
+    from eval.predictions import PredictionsSelector
+    from eval.selectors import Query
 
     rows = [
         {

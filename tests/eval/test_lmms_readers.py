@@ -20,7 +20,8 @@ from eval.benchmarks import load_items, read_records
 from eval.evaluate import evaluate
 from eval.frames import FrameStore
 from eval.lmms_select import select_manifest
-from eval.selectors import PredictionsSelector, rank_ids, read_prediction_lines
+from eval.predictions import PredictionsSelector, read_prediction_lines
+from eval.selectors import rank_ids
 from tests.eval import benchmark_files
 from tests.eval.lmms_reader import LmmsFrameReader
 from tests.trainer.conftest import write_index_video
