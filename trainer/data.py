@@ -1,5 +1,7 @@
 """Training data for the selector: records → frames on the 1-fps grid → labels, loss, cached features.
 
+(Over 500 lines: the one path from record shards to the tensors a training step reads.)
+
 - Records come from parquet shards of `VideoITGRecord` (records with an `error` are skipped) or from
   VideoITG-40K JSON (`[{id, video, question, answer, frame_num, clip_num, motion, existence}, ...]`).
 - A video's T frames are its 1-fps grid ids (all when n_grid <= cap, else `uniform_indices(n_grid, cap)`);

@@ -1,5 +1,7 @@
 """The VideoITG frame selector.
 
+(Over 500 lines: encoder, pooling, projector, language model, head and save/load are one model.)
+
 Variant C (the released one): frozen vision encoder → per-frame s×s adaptive average pool of the patch
 grid (s = floor(sqrt(budget / T))) → MLP projector → language model with FULL (bidirectional) attention
 over `<frame tokens> + <instruction tokens>`; each frame's visual tokens are mean-pooled from the LM's

@@ -1,5 +1,7 @@
 """Selector training: `train(shards_dir, out_dir, config)`.
 
+(Over 500 lines: the loop with its distributed set-up, checkpoints and resume, which share its state.)
+
 One process (CPU or one GPU) or, under `torchrun`, DDP or FSDP (`strategy`, see trainer/sharding.py;
 NCCL on GPUs, gloo on CPU). bf16 autocast on CUDA,
 fp32 on CPU; optional gradient checkpointing; AdamW with its own lr for the head; cosine schedule with
