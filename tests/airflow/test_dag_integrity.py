@@ -67,6 +67,15 @@ def test_schedule_comes_from_the_environment_daily_by_default():
     assert off["timetable"] == "NullTimetable", off
 
 
+def test_a_bad_setting_of_another_section_does_not_hide_the_dags():
+    result = parse_in_fresh_process({"VIDTHINKER_VIDEO__GRID_FPS": "-1", "VIDTHINKER_TRAIN_EVAL__KS": "4,16",
+                                     "VIDTHINKER_PUBLISH__REPO_ID": "org/name"})
+    assert result["errors"] == {}
+    assert {"vidthinker_annotate", "vidthinker_train_eval", "vidthinker_publish"} <= set(result["dags"])
+    bad = parse_in_fresh_process({"VIDTHINKER_AIRFLOW__RETRIES": "many"})  # a DAG's own section: named at parse
+    assert any("VIDTHINKER_AIRFLOW__RETRIES" in error for error in bad["errors"].values()), bad["errors"]
+
+
 def _topological(dag) -> list[str]:
     indegree = {t.task_id: len(t.upstream_task_ids) for t in dag.tasks}
     ready = [t for t, n in indegree.items() if n == 0]
