@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from vidthinker.cli import app

@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest

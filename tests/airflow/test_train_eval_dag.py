@@ -151,7 +151,6 @@ def test_asset_triggered_freeze_takes_the_events_shards(data, tmp_path):
 def test_train_task_runs_torchrun_on_several_processes(data, tmp_path):
     """`nproc_per_node > 1`: the train task runs `vidthinker train` under torchrun (here 2 gloo processes on
     the CPU, FSDP) with the config it resolved; a failing run surfaces torchrun's exit and last lines."""
-    from vidthinker.orchestration import train_eval
 
     root, eval_set = data
     params = {"root": str(tmp_path / "te"), "shards_dir": str(root / "shards"), "eval_sets": [str(eval_set)],
