@@ -227,7 +227,7 @@ class OpenAICompatChat:
                 "model %s at %s: prompt (%d tokens) + max_tokens=%d exceed the context (%d); asking with "
                 "max_tokens=%d",
                 self.model_id,
-                self.endpoint.base_url,
+                redact(self.endpoint.base_url),  # a URL may carry credentials (https://user:key@host)
                 prompt,
                 max_tokens,
                 limit,
