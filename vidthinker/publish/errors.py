@@ -13,4 +13,4 @@ class PublishError(RuntimeError):
 
 
 class ReviewGateError(PublishError):
-    """The run's reviewed frame precision is under publish.min_reviewed_frame_precision (vidthinker/review.py)."""
+    """The run's reviewed frame precision is under publish.min_reviewed_frame_precision (vidthinker/review/publishing.py)."""
