@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -29,6 +31,20 @@ def test_every_command_explains_itself():
         assert command in result.output
         sub = invoke(command, "--help")
         assert sub.exit_code == 0 and "Usage" in sub.output
+
+
+# What `vidthinker --help` and every command's start must not load: the library is imported inside the
+# command that needs it (vidthinker/cli/__init__.py).
+HEAVY_MODULES = ("torch", "av", "decord", "ray", "airflow", "streamlit", "pyarrow", "numpy", "eval.selectors",
+                 "eval.predictions", "trainer.model", "vidthinker.quality.run", "vidthinker.schema")
+
+
+def test_importing_the_cli_loads_no_library():
+    probe = ("import sys, vidthinker.cli; heavy = " + repr(HEAVY_MODULES) + "; print(sorted({m for m in sys.modules "
+             "for h in heavy if m == h or m.startswith(h + '.')}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"`import vidthinker.cli` loads {done.stdout.strip()}"
 
 
 def test_config_show_reflects_env_and_set(monkeypatch):

@@ -29,11 +29,12 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vidthinker.config import ConfigError, Settings, load_command_settings
+if TYPE_CHECKING:
+    from vidthinker.config import Settings
 
 # Qwen2.5-VL: 14 px patches merged 2x2 -> one token per 28x28 pixels; two frames per temporal patch.
 PIXELS_PER_TOKEN_SIDE = 28
@@ -148,6 +149,8 @@ def serve_args_command(
     """Print the `vllm serve` flags (--max-model-len, --limit-mm-per-prompt) that take every request
     the settings in force produce (stage 1 frames or clip videos, frame checks, downstream QA with
     models.qa_frames frames), with the request shapes they come from on stderr."""
+    from vidthinker.config import ConfigError, load_command_settings
+
     try:
         settings = load_command_settings(ctx)
     except ConfigError as error:

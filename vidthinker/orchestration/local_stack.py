@@ -30,14 +30,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from vidthinker.config import api_key_from_environment
 
 app = typer.Typer(help="A local Airflow stack for the VidThinker DAGs (SQLite, loopback only).", no_args_is_help=True)
 
@@ -133,6 +129,9 @@ def _run(env: dict[str, str], *args: str, timeout: float = 600) -> str:
 
 
 def _healthy(port: int) -> bool:
+    import urllib.error
+    import urllib.request  # here, not at the top: `vidthinker --help` loads this module
+
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5) as reply:
             return reply.status == 200
@@ -177,6 +176,8 @@ def up(
     for pool, slots in (("vidthinker_models", model_slots), ("vidthinker_gpu", gpu_slots)):
         _run(env, "pools", "set", pool, str(slots), POOLS[pool])
     if model_url:
+        from vidthinker.config import api_key_from_environment
+
         try:
             _run(env, "connections", "delete", "vidthinker_model_endpoint")
         except RuntimeError:

@@ -42,7 +42,10 @@ Modules, by job (imports point down this list):
 - `records`: the published row and its Arrow schema, the file names of the layout;
 - `errors`: `PublishError`, `ReviewGateError`.
 
-The Airflow task that calls `publish_dataset` is `vidthinker.orchestration.publish`. This file imports
+The Airflow task that calls `publish_dataset` is `vidthinker.orchestration.publish`. This file holds
+the default license (the command's option default, so the CLI need not load `records`) and imports
 nothing: importing `vidthinker.publish.errors` (the DAG file, at parse time) or `.command` (the CLI, at
 start-up) does not load pyarrow, the quality figures or huggingface_hub.
 """
+
+DEFAULT_LICENSE = "apache-2.0"  # the dataset card's license id unless --license gives another

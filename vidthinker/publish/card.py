@@ -10,7 +10,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vidthinker import __version__
-from vidthinker.publish.records import DATA_DIR, DEFAULT_LICENSE, PUBLISH_VERSION, PUBLISHED_SCHEMA, SPLIT
+from vidthinker.publish import DEFAULT_LICENSE
+from vidthinker.publish.records import DATA_DIR, PUBLISH_VERSION, PUBLISHED_SCHEMA, SPLIT
 from vidthinker.quality.models import RunQuality
 
 TASK_CATEGORIES = ["video-text-to-text", "visual-question-answering"]

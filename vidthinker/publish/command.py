@@ -1,4 +1,4 @@
-"""`vidthinker publish`: the command (registered by vidthinker/cli.py), its options, output and exit codes."""
+"""`vidthinker publish`: the command (registered by vidthinker.cli), its options, output and exit codes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from vidthinker.publish import DEFAULT_LICENSE
 from vidthinker.publish.errors import PublishError, ReviewGateError
-from vidthinker.publish.records import DEFAULT_LICENSE
 
 
 def publish(

@@ -20,12 +20,12 @@ from pydantic import BaseModel, Field
 
 from vidthinker.config import Settings, load_settings
 from vidthinker.io import atomic_path, atomic_write_text
+from vidthinker.publish import DEFAULT_LICENSE
 from vidthinker.publish.card import dataset_card
 from vidthinker.publish.errors import PublishError
 from vidthinker.publish.records import (
     BATCH_ROWS,
     DATA_DIR,
-    DEFAULT_LICENSE,
     PUBLISH_VERSION,
     PUBLISHED_SCHEMA,
     STATS_FILE,

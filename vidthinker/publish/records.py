@@ -20,7 +20,6 @@ DATA_DIR = "data"
 STATS_FILE = "stats/quality.json"
 MANAGED_PREFIXES = ("data/", "stats/")
 SPLIT = "train"
-DEFAULT_LICENSE = "apache-2.0"
 BATCH_ROWS = 65_536
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from vidthinker import __version__
+from vidthinker.publish import DEFAULT_LICENSE
 from vidthinker.publish.errors import PublishError, ReviewGateError
 from vidthinker.publish.hub import (
     check_write_token,
@@ -24,7 +25,7 @@ from vidthinker.publish.hub import (
     remote_files,
 )
 from vidthinker.publish.layout import Layout, build_layout
-from vidthinker.publish.records import DATA_DIR, DEFAULT_LICENSE, MANAGED_PREFIXES, data_file_name
+from vidthinker.publish.records import DATA_DIR, MANAGED_PREFIXES, data_file_name
 from vidthinker.quality.runs import shard_folder
 from vidthinker.review import review_gate_failure
 from vidthinker.schema import SchemaError

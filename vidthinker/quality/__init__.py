@@ -28,31 +28,41 @@ The modules, one job each (each imports only those above it in this list):
 * `command`: the `vidthinker quality` command (registered in `vidthinker.cli`; not imported here).
 """
 
-from vidthinker.quality.agreement import Agreement, ground_truth_agreement
-from vidthinker.quality.distributions import Distribution, Histogram, merge_distributions
-from vidthinker.quality.drift import drift_report, js_divergence, psi
-from vidthinker.quality.merge import merge_figures
-from vidthinker.quality.models import (
-    DriftCheck,
-    DriftReport,
-    QualityFigures,
-    RunQuality,
-    ShardQuality,
-    ShardRef,
-    StageCost,
-)
-from vidthinker.quality.run import compute_run_quality, shard_drift, shard_figures
-from vidthinker.quality.runs import (
-    RUN_FILE,
-    find_runs,
-    fresh_run_quality,
-    load_run_quality,
-    previous_runs,
-    quality_dir,
-    shard_folder,
-    shard_paths,
-)
-from vidthinker.quality.shard import SHARD_COLUMNS, compute_shard_quality
+import importlib
+
+# Public names and the module that defines each, imported on first use (PEP 562): importing a submodule
+# (`quality.command` at `vidthinker` start) loads no pyarrow.
+_EXPORTS = {
+    "Agreement": "vidthinker.quality.agreement",
+    "ground_truth_agreement": "vidthinker.quality.agreement",
+    "Distribution": "vidthinker.quality.distributions",
+    "Histogram": "vidthinker.quality.distributions",
+    "merge_distributions": "vidthinker.quality.distributions",
+    "drift_report": "vidthinker.quality.drift",
+    "js_divergence": "vidthinker.quality.drift",
+    "psi": "vidthinker.quality.drift",
+    "merge_figures": "vidthinker.quality.merge",
+    "DriftCheck": "vidthinker.quality.models",
+    "DriftReport": "vidthinker.quality.models",
+    "QualityFigures": "vidthinker.quality.models",
+    "RunQuality": "vidthinker.quality.models",
+    "ShardQuality": "vidthinker.quality.models",
+    "ShardRef": "vidthinker.quality.models",
+    "StageCost": "vidthinker.quality.models",
+    "compute_run_quality": "vidthinker.quality.run",
+    "shard_drift": "vidthinker.quality.run",
+    "shard_figures": "vidthinker.quality.run",
+    "RUN_FILE": "vidthinker.quality.runs",
+    "find_runs": "vidthinker.quality.runs",
+    "fresh_run_quality": "vidthinker.quality.runs",
+    "load_run_quality": "vidthinker.quality.runs",
+    "previous_runs": "vidthinker.quality.runs",
+    "quality_dir": "vidthinker.quality.runs",
+    "shard_folder": "vidthinker.quality.runs",
+    "shard_paths": "vidthinker.quality.runs",
+    "SHARD_COLUMNS": "vidthinker.quality.shard",
+    "compute_shard_quality": "vidthinker.quality.shard",
+}
 
 __all__ = [
     "RUN_FILE", "SHARD_COLUMNS", "Agreement", "Distribution", "DriftCheck", "DriftReport", "Histogram",
@@ -61,3 +71,16 @@ __all__ = [
     "js_divergence", "load_run_quality", "merge_distributions", "merge_figures", "previous_runs", "psi",
     "quality_dir", "shard_drift", "shard_figures", "shard_folder", "shard_paths",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

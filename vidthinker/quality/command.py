@@ -1,5 +1,5 @@
 """`vidthinker quality`: compute a run's quality figures, store them in RUN/quality/ and print a summary
-(registered in `vidthinker.cli`)."""
+(registered in `vidthinker.cli`). Imports typer only at the top: the figures load when it runs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from vidthinker.quality.run import compute_run_quality
-from vidthinker.quality.runs import RUN_FILE, previous_runs, quality_dir, shard_paths
-from vidthinker.schema import SchemaError
 
 
 def quality_command(
@@ -28,6 +24,9 @@ def quality_command(
     from rich.console import Console
     from rich.table import Table
 
+    from vidthinker.quality.run import compute_run_quality
+    from vidthinker.quality.runs import RUN_FILE, previous_runs, quality_dir, shard_paths
+    from vidthinker.schema import SchemaError
     from vidthinker.shards import MOVE_REMEDY, DuplicateRecordsError, check_duplicate_ids
 
     console = Console()

@@ -1,125 +1,23 @@
-"""`vidthinker`: the command line. Commands stay thin: they parse, validate settings, show progress,
-and call the library. Heavy imports (torch, Ray, Airflow) happen inside the commands that need them,
-so `vidthinker --help` answers at once."""
+"""The main job's commands: `synth` (synthetic videos with ground truth), `probe` and `plan` (videos and
+their clips), `annotate` (the three stages into record shards) and `demo` (all of it end to end). The
+library (PyAV, the engines, the models) loads inside each command."""
 
 from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from vidthinker import __version__
-from vidthinker.config import ConfigError, Settings, load_command_settings
-from vidthinker.redact import install_log_redaction, redact, redact_exception
-from vidthinker.schema import SchemaError
-
-class _RedactingTyper(typer.Typer):
-    """typer.Typer whose uncaught exceptions (printed by typer as a traceback ending in their message)
-    are redacted first, with their causes (vidthinker.redact)."""
-
-    def __call__(self, *args, **kwargs):
-        try:
-            return super().__call__(*args, **kwargs)
-        except Exception as error:
-            seen, link = set(), error
-            while link is not None and id(link) not in seen:
-                seen.add(id(link))
-                redact_exception(link)
-                link = link.__cause__ or link.__context__
-            raise
+from vidthinker.cli.common import ExitCode, command_settings, console, fail, out, progress_bar
+from vidthinker.redact import redact
 
 
-app = _RedactingTyper(
-    name="vidthinker",
-    help=(
-        "Build instruction-grounded video datasets (VideoITG format) and train/benchmark the VideoITG "
-        "frame selector.\n\nSettings come from --config FILE (TOML/YAML), VIDTHINKER_SECTION__KEY "
-        "environment variables and --set section.key=value, in rising priority. "
-        "Run `vidthinker config show` to see the values in force."
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
-    add_completion=False,
-)
-config_app = typer.Typer(help="Inspect the settings in force.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-
-console = Console(stderr=True)
-out = Console()
-
-
-class ExitCode:
-    OK = 0
-    FAILED = 1
-    BAD_INPUT = 2
-    UNAVAILABLE = 3  # a model endpoint cannot be used at start-up
-    TRANSIENT = 4  # shards failed transiently (endpoint/infrastructure): rerun the same command to repair them
-    LOCKED = 5  # another run is writing the out folder
-
-
-def _fail(message: str, code: int = ExitCode.BAD_INPUT) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
-    return typer.Exit(code)
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"vidthinker {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    ctx: typer.Context,
-    config: Annotated[
-        Optional[Path], typer.Option("--config", "-c", help="Settings file (.toml/.yaml). Env: VIDTHINKER_CONFIG.")
-    ] = None,
-    set_: Annotated[
-        Optional[list[str]],
-        typer.Option("--set", "-s", help="Override one setting, e.g. --set video.clip_seconds=4 (repeatable)."),
-    ] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
-) -> None:
-    install_log_redaction()  # every log line of every command (and library) goes through vidthinker.redact
-    ctx.obj = {"config": config, "overrides": set_ or []}
-
-
-def _settings(ctx: typer.Context, **command_overrides: object) -> Settings:
-    """vidthinker.config.load_command_settings; a bad setting exits 2 with the message."""
-    try:
-        return load_command_settings(ctx, **command_overrides)
-    except ConfigError as error:
-        raise _fail(str(error)) from None
-
-
-@contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Progress]:
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-    ]
-    with Progress(*columns, console=console, transient=False) as bar:
-        bar.add_task(description, total=total, status="")
-        yield bar
-
-
-# --------------------------------------------------------------------------- synth
-
-
-@app.command()
 def synth(
     ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write videos/, manifest.jsonl and truth/ into.")],
@@ -136,7 +34,7 @@ def synth(
     """
     from vidthinker.synth import generate_synthetic_set
 
-    settings = _settings(ctx, synth__videos=videos, synth__seed=seed, synth__min_seconds=min_seconds, synth__max_seconds=max_seconds)
+    settings = command_settings(ctx, synth__videos=videos, synth__seed=seed, synth__min_seconds=min_seconds, synth__max_seconds=max_seconds)
     cfg = settings.synth
     with progress_bar("synthesising videos", cfg.videos) as bar:
         def advance(message: str) -> None:
@@ -149,10 +47,6 @@ def synth(
     out.print(f"wrote {cfg.videos} videos and {manifest}")
 
 
-# --------------------------------------------------------------------------- probe / plan
-
-
-@app.command()
 def probe(
     ctx: typer.Context,
     videos: Annotated[list[Path], typer.Argument(help="Video files to probe.")],
@@ -164,7 +58,7 @@ def probe(
     from vidthinker.video import VideoError
     from vidthinker.video import probe as probe_video
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     table = Table("video", "duration s", "fps", "frames", "size", "codec", "rotation", "error")
     failed = 0
     for path in videos:
@@ -187,7 +81,6 @@ def probe(
     raise typer.Exit(ExitCode.FAILED if failed else ExitCode.OK)
 
 
-@app.command()
 def plan(
     ctx: typer.Context,
     manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Manifest (.jsonl, .parquet, LLaVA-Video .json).")],
@@ -201,13 +94,13 @@ def plan(
     """
     from vidthinker.formats import read_manifest
     from vidthinker.planning import plan_manifest
-    from vidthinker.schema import ClipPlan, write_parquet
+    from vidthinker.schema import ClipPlan, SchemaError, write_parquet
 
-    settings = _settings(ctx, video__clip_seconds=clip_seconds, video__grid_fps=grid_fps)
+    settings = command_settings(ctx, video__clip_seconds=clip_seconds, video__grid_fps=grid_fps)
     try:
         rows = read_manifest(manifest)
     except SchemaError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     with progress_bar("planning clips", len(rows)) as bar:
         plans = plan_manifest(rows, settings.video, lambda p: bar.update(bar.task_ids[0], advance=1, status=p.video_id))
     write_parquet(plans, ClipPlan, out_file)
@@ -216,9 +109,6 @@ def plan(
     out.print(f"planned {len(plans) - len(bad)}/{len(plans)} videos into {clips} clips → {out_file}")
     for p in bad:
         console.print(f"[yellow]unusable video[/] {p.video_id}: {escape(p.error or '')}", highlight=False)
-
-
-# --------------------------------------------------------------------------- annotate
 
 
 class Backend(StrEnum):
@@ -236,7 +126,6 @@ class EngineName(StrEnum):
     ray = "ray"
 
 
-@app.command()
 def annotate(
     ctx: typer.Context,
     manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Manifest (.jsonl, .parquet, LLaVA-Video .json).")],
@@ -280,8 +169,9 @@ def annotate(
     from vidthinker.engine import run_annotation
     from vidthinker.formats import read_manifest
     from vidthinker.models import ModelUnavailable
+    from vidthinker.schema import SchemaError
 
-    settings = _settings(
+    settings = command_settings(
         ctx, models__backend=backend.value if backend else None, models__base_url=base_url, models__caption_model=model,
         annotate__caption_mode=caption_mode.value if caption_mode else None, annotate__oracle_captions=oracle,
         engine__name=engine.value if engine else None, engine__ray_address=ray_address, engine__shard_size=shard_size,
@@ -290,7 +180,7 @@ def annotate(
     try:
         rows = read_manifest(manifest)
     except SchemaError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     rows = rows[:limit] if limit else rows
     summary = _run_with_progress(rows, out_dir, settings, run_annotation, ModelUnavailable, retry_errors=retry_errors,
                                  command=" ".join(sys.argv))
@@ -335,11 +225,11 @@ def _run_with_progress(rows, out_dir, settings, run_annotation, unavailable, **k
         try:
             return run_annotation(rows, out_dir, settings, on_video_done=done, on_shard_done=shard_done, **kw)
         except FolderLocked as error:
-            raise _fail(str(error), ExitCode.LOCKED) from None
+            raise fail(str(error), ExitCode.LOCKED) from None
         except unavailable as error:
-            raise _fail(str(error), ExitCode.UNAVAILABLE) from None
+            raise fail(str(error), ExitCode.UNAVAILABLE) from None
         except (ValueError, EngineUnavailable) as error:  # repeated video ids; stale shards; no Ray, or no cluster at --ray-address
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
 
 
 def _print_summary(summary, out_dir: Path) -> None:
@@ -356,135 +246,6 @@ def _print_summary(summary, out_dir: Path) -> None:
         out.print(f"  errors {reason}: {count}")
 
 
-# --------------------------------------------------------------------------- import / export / validate
-
-
-class ImportFormat(StrEnum):
-    llava_video = "llava-video"
-    videoitg_json = "videoitg-json"
-
-
-class ExportFormat(StrEnum):
-    videoitg_json = "videoitg-json"
-
-
-@app.command("import")
-def import_(
-    source: Annotated[Path, typer.Argument(help="File to import; for llava-video also a folder (every *_qa_processed.json under it).")],
-    fmt: Annotated[ImportFormat, typer.Option("--format", "-f", help="llava-video → manifest; videoitg-json → records.")],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="Manifest (.jsonl/.parquet) or records shard (.parquet).")],
-    video_root: Annotated[Optional[Path], typer.Option(help=(
-        "llava-video: the folder the items' video paths are relative to (default: each file's own folder, "
-        "the subset folder of the release; for a source folder, DIR mirrors it: DIR/<subset>/<video>). "
-        "videoitg-json: joined onto the rows' relative video paths (default: kept as released)."))] = None,
-) -> None:
-    """Import LLaVA-Video-178K QA files (as released) as a manifest, or VideoITG-40K JSON as records."""
-    from vidthinker import formats
-    from vidthinker.schema import VideoITGRecord, write_parquet
-
-    try:
-        if fmt is ImportFormat.llava_video:
-            files = formats.llava_video_files(source)
-            rows = formats.import_llava_video(source, video_root=video_root)
-            formats.write_manifest(rows, out_file)
-            out.print(f"imported {sum(len(r.qa) for r in rows)} QA pairs over {len(rows)} videos "
-                      f"from {len(files)} file(s) → {out_file}")
-        else:
-            records = formats.import_videoitg_json(source, video_root=video_root)
-            write_parquet(records, VideoITGRecord, out_file)
-            out.print(f"imported {len(records)} records → {out_file}")
-    except SchemaError as error:
-        raise _fail(str(error)) from None
-
-
-@app.command()
-def export(
-    shards: Annotated[Path, typer.Option("--shards", help="Folder of record shards (parquet), or one shard.")],
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Output format.")] = ExportFormat.videoitg_json,
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="File to write.")] = Path("videoitg.json"),
-    include_errors: Annotated[bool, typer.Option(help="Also export records that carry an error.")] = False,
-    video_root: Annotated[Optional[Path], typer.Option(help=(
-        "Write video paths relative to this folder, as the release does (pass the folder that holds "
-        "LLaVA-Video-178K/); a video outside it is an error."))] = None,
-    manifest: Annotated[Optional[Path], typer.Option(help=(
-        "Use this manifest's folder as --video-root (relative manifest paths are relative to it)."))] = None,
-    drop_duplicates: Annotated[bool, typer.Option("--drop-duplicates", help=(
-        "A record id in two shard files (two runs wrote one folder) is an error naming both files; with this "
-        "flag the first copy is kept."))] = False,
-) -> None:
-    """Export record shards as VideoITG-40K JSON: its exact columns and values ("Yes"/"No", relative videos)."""
-    from vidthinker.formats import export_videoitg_json
-    from vidthinker.shards import DuplicateRecordsError, unique_records_source
-
-    if video_root is not None and manifest is not None:
-        raise _fail("give --video-root or --manifest, not both")
-    root = video_root if manifest is None else manifest.absolute().parent
-    absolute: list[str] = []
-    try:
-        with unique_records_source(shards, drop=drop_duplicates) as source:
-            count = export_videoitg_json(source, out_file, include_errors=include_errors,
-                                         video_root=root, absolute=absolute)
-    except (SchemaError, DuplicateRecordsError) as error:
-        raise _fail(str(error)) from None
-    out.print(f"exported {count} records → {out_file}")
-    if absolute:
-        console.print(f"[yellow]warning[/] {len(absolute)} records keep an absolute local video path "
-                      f"(e.g. {escape(absolute[0])}), which resolves on this machine only; pass --video-root DIR "
-                      "to write them relative to DIR like the release", highlight=False)
-
-
-@app.command()
-def validate(
-    paths: Annotated[list[Path], typer.Argument(help="Parquet files, shard folders or run folders (with shards/) to check.")],
-    table: Annotated[str, typer.Option(help="Expected table: ManifestRow, ClipPlan, ClipCaption, ClipRetrieval, FrameLocalization, VideoITGRecord.")] = "VideoITGRecord",
-    jobs: Annotated[Optional[int], typer.Option(min=1, help="Files checked at once, each in its own process (default: CPUs, at most 4).")] = None,
-) -> None:
-    """Check parquet files or whole run folders against the data contract, shard by shard.
-
-    Every row is validated; record shards are also checked against their manifests (counts, videos,
-    content hash). Every bad file is listed with the reason; exit 1 when any is bad.
-    """
-    from vidthinker.schema import TABLE_MODELS
-    from vidthinker.validate import default_jobs, validate_paths
-
-    model = TABLE_MODELS.get(table)
-    if model is None:
-        raise _fail(f"--table {table!r}: unknown table; known: {sorted(TABLE_MODELS)}")
-
-    def report(check) -> None:
-        if not check.ok:
-            console.print(f"[bold red]bad:[/] {escape(str(check.path))}: {escape(check.problem)}", highlight=False, soft_wrap=True)
-
-    try:
-        result = validate_paths(paths, model, on_file=report, jobs=jobs or default_jobs())
-    except SchemaError as error:
-        raise _fail(str(error)) from None
-    for skipped in result.skipped:
-        console.print(f"skipped {escape(str(skipped))}: a shard manifest, not a parquet input", highlight=False, soft_wrap=True)
-    bad = result.bad
-    if len(result.files) == 1 and not bad:
-        out.print(f"{result.files[0].path}: {result.rows} valid {table} rows")
-    else:
-        checked = sum(1 for f in result.files if f.manifest)
-        out.print(f"{len(result.files) - len(bad)} of {len(result.files)} files good: {result.rows} valid {table} rows"
-                  + (f", {checked} matched against their manifests" if checked else ""))
-    if bad:
-        raise _fail(f"{len(bad)} bad file(s), listed above", ExitCode.FAILED)
-
-
-# --------------------------------------------------------------------------- config
-
-
-@config_app.command("show")
-def config_show(ctx: typer.Context) -> None:
-    """Print the settings in force (after file, environment and --set) as JSON."""
-    out.print_json(json.dumps(_settings(ctx.parent or ctx).dump()))
-
-
-# --------------------------------------------------------------------------- demo (the main job)
-
-
-@app.command()
 def demo(
     ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/demo"),
@@ -506,7 +267,7 @@ def demo(
     from vidthinker.quality.run import compute_run_quality
     from vidthinker.synth import generate_synthetic_set
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     cfg = settings.synth
     with progress_bar("synthesising videos", videos) as bar:
         manifest_path = generate_synthetic_set(
@@ -529,36 +290,3 @@ def demo(
                       f"{a.clip_recall:.2f}", f"{a.type_accuracy:.2f}", f"{a.mean_frames:.1f}")
     out.print(table)
     out.print(f"exported {exported} records → {out_dir / 'videoitg.json'}")
-
-
-# --------------------------------------------------------------------------- commands defined beside their code
-
-
-def _register(name: str, module: str, function: str, help_text: str) -> None:
-    """Register a command function that lives beside its code; those modules import torch, Ray or
-    matplotlib only inside the function, so `vidthinker --help` stays fast."""
-    import importlib
-
-    target = getattr(importlib.import_module(module), function)
-    app.command(name=name, help=help_text)(target)
-
-
-_register("train", "trainer.commands", "train_command", "Train the VideoITG selector on record shards (see --help).")
-_register("select", "eval.commands", "select_command", "Score a benchmark split or manifest with a selector checkpoint; write lmms-eval files (integer doc ids): results.jsonl, frame_indices.jsonl, doc_ids.jsonl.")
-_register("eval", "eval.commands", "eval_command", "Compare frame selectors (grounding metrics, optional Video-LLM QA); write report.md/report.json.")
-_register("quality", "vidthinker.quality.command", "quality_command", "Compute and store quality figures of a run (per shard and per run, with drift).")
-_register("dashboard", "vidthinker.dashboard", "dashboard", "Serve the annotation-quality dashboard over a folder of runs.")
-_register("serve-args", "vidthinker.serving", "serve_args_command", "Print the vllm serve flags (--max-model-len, --limit-mm-per-prompt) the settings need.")
-_register("publish", "vidthinker.publish.command", "publish", "Publish record shards as a Hugging Face dataset (uploads only what changed; tags the version).")
-
-from vidthinker.orchestration.local_stack import app as _airflow_app  # noqa: E402 - imports typer only
-
-app.add_typer(_airflow_app, name="airflow", help="A local Airflow stack for the DAGs on loopback: up, down, status.")
-
-
-def run() -> None:  # pragma: no cover - console entry point alias
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
