@@ -22,41 +22,80 @@ from pydantic import BaseModel
 from vidthinker.schema import VideoITGRecord
 
 __all__ = [
-    "ERROR_CLASSES", "STAGE_ORDER", "StageStats", "error_reason", "errors_by_class", "errors_by_reason",
-    "errors_by_stage", "merge_stage_stats", "ordered_stages", "stage_stats", "transient_reasons",
+    "ERROR_CLASSES", "STAGE_ORDER", "UNKNOWN", "StageStats", "error_class_name", "error_class_sort_key",
+    "error_reason", "error_stage_name", "errors_by_class", "errors_by_reason", "errors_by_stage", "merge_stage_stats",
+    "ordered_stages", "reason_key", "stage_sort_key", "stage_stats", "sum_counts", "transient_reasons",
 ]
 
 STAGE_ORDER = ("probe", "decode", "caption", "retrieve", "localize")  # the pipeline's stages, in the order they run
 ERROR_CLASSES = ("transient", "permanent", "unknown")
+UNKNOWN = "unknown"  # the stage, reason or class of an error record that names none
+
+# The rules below are the only ones: the record-wise counts here (shard manifests, run summaries) and the
+# column-wise counts of `vidthinker.quality.shard` (quality files, dashboard, card) both use them.
 
 
 def error_reason(error: str | None) -> str:
     """The error's reason for grouping, e.g. 'CorruptVideo' or 'ModelReplyError' (the text before the
     first ':' when it is a short identifier, else 'other'); 'unknown' when there is no error text."""
-    if error is None:
-        return "unknown"
+    if not error:
+        return UNKNOWN
     head = error.split(":", 1)[0].strip()
     return head if head.replace("_", "").isalnum() and len(head) < 40 else "other"
 
 
+def error_stage_name(stage: str | None) -> str:
+    """The stage an error record is counted under: the stage it names, 'unknown' when it names none."""
+    return stage or UNKNOWN
+
+
+def error_class_name(error_class: str | None) -> str:
+    """The class an error record is counted under: transient / permanent, 'unknown' when it has none
+    (shards written before error classes; the pipeline classes every error it writes)."""
+    return error_class or UNKNOWN
+
+
+def reason_key(stage: str | None, error: str | None) -> str:
+    """`stage:reason`, the key of `errors_by_reason` (`error_stage_name`, `error_reason`)."""
+    return f"{error_stage_name(stage)}:{error_reason(error)}"
+
+
+def stage_sort_key(stage: str) -> tuple[int, str]:
+    """Sort key of a stage name: pipeline order (`STAGE_ORDER`), then other stages by name."""
+    return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
+
+
+def error_class_sort_key(error_class: str) -> tuple[int, str]:
+    """Sort key of an error class: `ERROR_CLASSES` order, then others by name."""
+    return (ERROR_CLASSES.index(error_class) if error_class in ERROR_CLASSES else len(ERROR_CLASSES), error_class)
+
+
 def errors_by_stage(records: Iterable[VideoITGRecord]) -> dict[str, int]:
-    """Error records by the stage that failed them ('unknown' when the record names none)."""
-    return dict(Counter(r.error_stage or "unknown" for r in records if not r.ok))
+    """Error records by the stage that failed them (`error_stage_name`)."""
+    return dict(Counter(error_stage_name(r.error_stage) for r in records if not r.ok))
 
 
 def errors_by_reason(records: Iterable[VideoITGRecord]) -> dict[str, int]:
-    """Error records by `stage:reason` (`error_reason`)."""
-    return dict(Counter(f"{r.error_stage}:{error_reason(r.error)}" for r in records if not r.ok))
+    """Error records by `stage:reason` (`reason_key`)."""
+    return dict(Counter(reason_key(r.error_stage, r.error) for r in records if not r.ok))
 
 
 def errors_by_class(records: Iterable[VideoITGRecord]) -> dict[str, int]:
-    """Error records by class (transient / permanent); records written before classes count as permanent."""
-    return dict(Counter(r.error_class or "permanent" for r in records if not r.ok))
+    """Error records by class (`error_class_name`: transient / permanent / unknown)."""
+    return dict(Counter(error_class_name(r.error_class) for r in records if not r.ok))
 
 
 def transient_reasons(records: Iterable[VideoITGRecord]) -> dict[str, int]:
     """Records with transient errors by `stage:reason`."""
-    return dict(Counter(f"{r.error_stage}:{error_reason(r.error)}" for r in records if r.error_class == "transient"))
+    return dict(Counter(reason_key(r.error_stage, r.error) for r in records if r.error_class == "transient"))
+
+
+def sum_counts(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Counts by key (errors by stage, reason or class) of several shards added, keys in first-seen order."""
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part)
+    return dict(total)
 
 
 class StageStats(BaseModel):
@@ -71,9 +110,8 @@ class StageStats(BaseModel):
 
 
 def ordered_stages(stages: Mapping[str, StageStats]) -> dict[str, StageStats]:
-    """`stages` in pipeline order (`STAGE_ORDER`), unknown names last."""
-    order = {name: i for i, name in enumerate(STAGE_ORDER)}
-    return dict(sorted(stages.items(), key=lambda item: order.get(item[0], len(order))))
+    """`stages` in pipeline order (`stage_sort_key`: other stages after, by name)."""
+    return dict(sorted(stages.items(), key=lambda item: stage_sort_key(item[0])))
 
 
 def stage_stats(records: Sequence[VideoITGRecord], clock: Mapping[str, float]) -> dict[str, StageStats]:

@@ -214,3 +214,69 @@ def test_the_ledger_counts_each_videos_failed_records(tmp_path):
     tasks._record_shards(tmp_path, "run1", [(spec, check)], rows)
     videos = load_ledger(tmp_path).videos
     assert (videos["a"].errors, videos["b"].errors) == (0, 1)
+
+
+def test_quality_task_reads_the_stored_figures_of_the_runs_valid_shards(tmp_path):
+    # the task merges per-shard quality figures (vidthinker.quality) of exactly the run's valid shards;
+    # its figures equal the ones the task used to compute from every record of those shards
+    import datetime as dt
+    import statistics
+    from collections import Counter
+
+    from vidthinker.figures import errors_by_stage
+    from vidthinker.formats import write_manifest
+    from vidthinker.orchestration.tasks import quality, run_dir
+    from vidthinker.quality import ground_truth_agreement
+    from vidthinker.schema import (
+        GroundTruth,
+        InstructionType,
+        Provenance,
+        QAPair,
+        VideoITGRecord,
+        write_parquet,
+    )
+
+    prov = Provenance(pipeline_version="t", clip_seconds=5, grid_fps=1, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    kinds = [InstructionType.SEMANTIC_ONLY, None, InstructionType.NO_CLUES]
+    rows, shards = [], {}
+    for v in range(6):
+        qa = [QAPair(qa_id=str(i), question=f"q{v}-{i}?", ground_truth=GroundTruth(
+            instruction_type=InstructionType.SEMANTIC_ONLY, frame_ids=[1, 2, i], clip_ids=[0, i % 2])) for i in range(4)]
+        rows.append(ManifestRow(video_id=f"v{v}", video=f"v{v}.mp4", qa=qa))
+        records = [VideoITGRecord(id=f"v{v}/{q.qa_id}", video=f"v{v}.mp4", video_id=f"v{v}", qa_id=q.qa_id, question=q.question,
+                                  answer="", provenance=prov, instruction_type=(kind := kinds[(i + v) % 3]),
+                                  motion="yes" if kind and kind.motion else "no", existence="yes" if kind and kind.existence else "no",
+                                  **({"error": "CorruptVideo: x", "error_stage": ["probe", "retrieve"][v % 2], "error_class": "permanent"}
+                                     if (i + v) % 5 == 0 else {"frame_num": list(range(1, 2 + (i + v) % 4)), "clip_num": [0, 1][: i % 3]}))
+                   for i, q in enumerate(qa)]
+        shards.setdefault(f"run-{v // 2}", []).extend(records)
+    out = tmp_path / "out"
+    for shard_id, records in shards.items():
+        write_parquet(records, VideoITGRecord, out / "shards" / f"{shard_id}.parquet")
+    key = run_key("manual__2026-01-01T00:00:00")
+    directory = run_dir(out, key)
+    directory.mkdir(parents=True)
+    manifest = write_manifest(rows, directory / "pending.jsonl")
+    valid = ["run-0", "run-2"]  # run-1 failed validation: not counted
+    summary = quality({"manifest": str(manifest), "out_dir": str(out)}, "manual__2026-01-01T00:00:00",
+                      {"valid": valid, "planned": 3, "failed": {"run-1": "invalid"}})
+    report = json.loads((directory / "quality.json").read_text())
+
+    records = [r for shard_id in valid for r in shards[shard_id]]
+    good = [r for r in records if r.ok]
+
+    def spread(values):
+        return {"mean": round(statistics.fmean(values), 3), "median": float(statistics.median(values)),
+                "min": min(values), "max": max(values)}
+
+    assert report["records"] == len(records) == 16 and report["ok"] == len(good) and report["errors"] == 16 - len(good)
+    assert report["error_rate"] == round((16 - len(good)) / 16, 4) and report["coverage"] == round(len(good) / 24, 4)
+    assert report["videos"] == 4 and report["videos_planned"] == 6 and report["questions_planned"] == 24
+    assert report["errors_by_stage"] == errors_by_stage(records) and report["errors_by_stage"]
+    assert report["frames_per_record"] == spread([len(r.frame_num) for r in good])
+    assert report["clips_per_record"] == spread([len(r.clip_num) for r in good])
+    # a good record without a type is "unknown" (as in the quality files), no longer "None"
+    assert report["instruction_types"] == dict(Counter(str(r.instruction_type or "unknown") for r in good))
+    assert report["ground_truth"] == {k: v.model_dump() for k, v in ground_truth_agreement(records, rows).items()}
+    assert report["out_dir_totals"]["records"] == 24 and "out_dir_quality_error" not in report
+    assert summary["records"] == 16 and summary["ground_truth"]["records"] == report["ground_truth"]["all"]["records"]

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from vidthinker.figures import error_reason
+from vidthinker.figures import error_reason, error_stage_name
 from vidthinker.redact import redact
 
 log = logging.getLogger("vidthinker.orchestration.tasks")
@@ -81,7 +81,7 @@ class ShardProgress:
         reasons: Counter[str] = Counter()
         for record in errors:
             reason = error_reason(record.error)
-            stage = record.error_stage or "?"
+            stage = error_stage_name(record.error_stage)
             key = f"{reason} in {stage}"
             reasons[key] += 1
             self.failed[key] += 1

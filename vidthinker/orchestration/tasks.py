@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import re
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -415,10 +414,16 @@ def validate(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 def quality(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> dict[str, Any] | None:
     """Run quality: counts and error rates over the run's valid shards, agreement with the manifest's
     ground truth where it has some, and the whole folder's figures (`vidthinker.quality`), written to
-    `<run>/quality.json`. None when the run made no valid shard (nothing to measure)."""
+    `<run>/quality.json`. None when the run made no valid shard (nothing to measure).
+
+    The run's figures are the stored per-shard quality figures of exactly its valid shards
+    (`quality.figures_of_shards`: computed column-wise once per shard, reused while the shard is
+    unchanged) merged by `quality.merge_figures`; no record is read into Python here, so memory does
+    not grow with the run. Derived from those figures: `frames_per_record` / `clips_per_record` (mean,
+    median, min, max of the good records' frames / clips, from the exact value counts of `frames_per_qa` /
+    `clips_per_qa`: the same numbers as before) and `instruction_types` (a good record without a type
+    counts as "unknown", as in every quality file; this task used to write "None")."""
     from vidthinker import quality as q
-    from vidthinker.figures import errors_by_stage
-    from vidthinker.schema import VideoITGRecord, read_parquet
     from vidthinker.shards import shard_file
 
     if not validation["valid"]:
@@ -427,31 +432,31 @@ def quality(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> 
     key = run_key(run_id)
     directory = run_dir(p.out_dir, key)
     rows = _read_pending(directory)
-    records = [r for shard_id in validation["valid"] for r in read_parquet(shard_file(p.out_dir, shard_id), VideoITGRecord)]
-    failed = [r for r in records if not r.ok]
-    good = [r for r in records if r.ok]
+    paths = [shard_file(p.out_dir, shard_id) for shard_id in validation["valid"]]
+    figures = q.QualityFigures(**q.merge_figures(q.figures_of_shards(p.out_dir, paths)))
     results = [json.loads(f.read_text()) for f in sorted((directory / "results").glob("*.json"))]
+    questions = sum(len(r.qa) for r in rows)
     report: dict[str, Any] = {
         "run_key": key,
         "shards": {"planned": validation["planned"], "valid": len(validation["valid"]), "failed": len(validation["failed"])},
-        "videos": len({r.video_id for r in records}),
+        "videos": figures.videos,  # a video is in one shard: the shards' video counts add up
         "videos_planned": len(rows),
-        "questions_planned": sum(len(r.qa) for r in rows),
-        "records": len(records),
-        "ok": len(good),
-        "errors": len(failed),
-        "error_rate": round(len(failed) / len(records), 4) if records else None,
-        "coverage": round(len(good) / sum(len(r.qa) for r in rows), 4) if rows else None,
-        "errors_by_stage": errors_by_stage(failed),
-        "frames_per_record": _spread([len(r.frame_num) for r in good]),
-        "clips_per_record": _spread([len(r.clip_num) for r in good]),
-        "instruction_types": dict(Counter(str(r.instruction_type) for r in good)),
+        "questions_planned": questions,
+        "records": figures.records,
+        "ok": figures.ok,
+        "errors": figures.errors,
+        "error_rate": round(figures.errors / figures.records, 4) if figures.records else None,
+        "coverage": round(figures.ok / questions, 4) if rows else None,
+        "errors_by_stage": {stage: e.errors for stage, e in figures.errors_by_stage.items()},
+        "frames_per_record": _spread(figures.frames_per_qa),
+        "clips_per_record": _spread(figures.clips_per_qa),
+        "instruction_types": dict(figures.instruction_types),
         "engine_s": round(sum(r.get("engine_s", 0.0) for r in results), 3),
         "model_calls": sum(r.get("calls", 0) for r in results),
         "tokens": sum(r.get("tokens", 0) for r in results),
     }
     if any(qa.ground_truth for row in rows for qa in row.qa):
-        agreement = q.ground_truth_agreement(records, rows)
+        agreement = q.agreement_of_shards(paths, rows)  # column-wise over the same shards
         report["ground_truth"] = {k: v.model_dump() for k, v in agreement.items()}
     try:  # the whole folder's figures (vidthinker.quality), reusing stored per-shard figures
         total = q.compute_run_quality(p.out_dir, manifest=p.manifest)
@@ -472,11 +477,13 @@ def quality(params: dict[str, Any], run_id: str, validation: dict[str, Any]) -> 
     return summary
 
 
-def _spread(values: list[int]) -> dict[str, float] | None:
-    if not values:
+def _spread(distribution: Any) -> dict[str, float] | None:
+    """Mean, median, min and max of an integer `vidthinker.quality.Distribution` (None when empty); the
+    median is its p50 (linear interpolation between order statistics, as `statistics.median`)."""
+    if not distribution.count:
         return None
-    return {"mean": round(statistics.fmean(values), 3), "median": float(statistics.median(values)),
-            "min": min(values), "max": max(values)}
+    return {"mean": round(distribution.sum / distribution.count, 3), "median": float(distribution.quantiles["p50"]),
+            "min": int(distribution.min), "max": int(distribution.max)}
 
 
 # --------------------------------------------------------------------------- ledger + asset

@@ -24,7 +24,8 @@ The modules, one job each (each imports only those above it in this list):
 * `shard`: reading a shard column-wise and one shard's figures (`compute_shard_quality`).
 * `drift`: PSI, Jensen-Shannon divergence and the drift report of a run against earlier ones.
 * `runs`: run discovery (`find_runs`, `previous_runs`) and a run's stored figures.
-* `run`: a run's figures with the cross-shard run pass and the per-shard caches (`compute_run_quality`).
+* `run`: a run's figures with the cross-shard run pass and the per-shard caches (`compute_run_quality`),
+  the figures and agreement of some shards of a folder (`figures_of_shards`, `agreement_of_shards`).
 * `command`: the `vidthinker quality` command (registered in `vidthinker.cli`; not imported here).
 """
 
@@ -49,7 +50,9 @@ _EXPORTS = {
     "ShardQuality": "vidthinker.quality.models",
     "ShardRef": "vidthinker.quality.models",
     "StageCost": "vidthinker.quality.models",
+    "agreement_of_shards": "vidthinker.quality.run",
     "compute_run_quality": "vidthinker.quality.run",
+    "figures_of_shards": "vidthinker.quality.run",
     "shard_drift": "vidthinker.quality.run",
     "shard_figures": "vidthinker.quality.run",
     "RUN_FILE": "vidthinker.quality.runs",
@@ -66,8 +69,8 @@ _EXPORTS = {
 
 __all__ = [
     "RUN_FILE", "SHARD_COLUMNS", "Agreement", "Distribution", "DriftCheck", "DriftReport", "Histogram",
-    "QualityFigures", "RunQuality", "ShardQuality", "ShardRef", "StageCost", "compute_run_quality",
-    "compute_shard_quality", "drift_report", "find_runs", "fresh_run_quality", "ground_truth_agreement",
+    "QualityFigures", "RunQuality", "ShardQuality", "ShardRef", "StageCost", "agreement_of_shards",
+    "compute_run_quality", "compute_shard_quality", "drift_report", "figures_of_shards", "find_runs", "fresh_run_quality", "ground_truth_agreement",
     "js_divergence", "load_run_quality", "merge_distributions", "merge_figures", "previous_runs", "psi",
     "quality_dir", "shard_drift", "shard_figures", "shard_folder", "shard_paths",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
-from vidthinker.figures import ERROR_CLASSES, STAGE_ORDER
+from vidthinker.figures import error_class_sort_key, stage_sort_key
 from vidthinker.quality.distributions import merge_distributions
 from vidthinker.quality.models import (
     MAX_LISTED_GROUPS,
@@ -24,18 +24,16 @@ from vidthinker.quality.models import (
 
 
 def tabulate_stage_errors(counts: Mapping[str, int], records: int) -> dict[str, StageErrors]:
-    """Failed records by stage with their rate, in pipeline order (other stages after, by name)."""
-    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    """Failed records by stage with their rate, in pipeline order (`vidthinker.figures.stage_sort_key`)."""
     return {
         stage: StageErrors(errors=n, rate=round(n / records, 6) if records else 0.0)
-        for stage, n in sorted(counts.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+        for stage, n in sorted(counts.items(), key=lambda item: stage_sort_key(item[0]))
     }
 
 
 def tabulate_class_errors(counts: Mapping[str, int]) -> dict[str, int]:
-    """Failed records by class in `ERROR_CLASSES` order (others after, by name), zero counts left out."""
-    order = {name: i for i, name in enumerate(ERROR_CLASSES)}
-    return {k: n for k, n in sorted(counts.items(), key=lambda item: (order.get(item[0], len(order)), item[0])) if n}
+    """Failed records by class (`vidthinker.figures.error_class_sort_key` order), zero counts left out."""
+    return {k: n for k, n in sorted(counts.items(), key=lambda item: error_class_sort_key(item[0])) if n}
 
 
 def tabulate_reason_errors(counts: Mapping[tuple[str, str], int], examples: Mapping[tuple[str, str], str], records: int,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vidthinker.io import atomic_path, atomic_write_text
-from vidthinker.quality.agreement import AgreementAccumulator
+from vidthinker.quality.agreement import Agreement, AgreementAccumulator
 from vidthinker.quality.drift import drift_report
 from vidthinker.quality.merge import merge_figures
 from vidthinker.quality.models import (
@@ -325,9 +325,15 @@ def _as_run_quality(run: str | Path | RunQuality) -> RunQuality | None:
 
 def shard_figures(run_dir: str | Path, *, write: bool = True) -> list[ShardQuality]:
     """Every shard's figures (stored ones reused, missing or stale ones computed and stored)."""
+    return figures_of_shards(run_dir, shard_paths(Path(run_dir)), write=write)
+
+
+def figures_of_shards(run_dir: str | Path, shards: Sequence[Path], *, write: bool = True) -> list[ShardQuality]:
+    """The figures of some shard files of a run folder, in the order given (stored ones reused while the
+    shard is unchanged, missing or stale ones computed and stored in `<run>/quality/`)."""
     run_dir = Path(run_dir)
     out = []
-    for shard in shard_paths(run_dir):
+    for shard in shards:
         target = shard_quality_path(run_dir, shard)
         figures = _load_shard_quality(target, shard)
         if figures is None:
@@ -336,6 +342,14 @@ def shard_figures(run_dir: str | Path, *, write: bool = True) -> list[ShardQuali
                 atomic_write_text(target, figures.model_dump_json(indent=1))
         out.append(figures)
     return out
+
+
+def agreement_of_shards(shards: Sequence[Path], manifest: Iterable[ManifestRow]) -> dict[str, Agreement]:
+    """Agreement with the ground truth of `manifest` of the good records in some shard files, read
+    column-wise (`ground_truth_agreement` over the same records gives the same figures)."""
+    agreement = AgreementAccumulator(manifest)
+    _agreement_pass(shards, agreement)
+    return agreement.result()
 
 
 def shard_drift(run_dir: str | Path, new_shards: Sequence[str | Path]) -> DriftReport | None:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vidthinker.figures import error_reason
+from vidthinker.figures import error_class_name, error_reason, error_stage_name
 from vidthinker.quality.distributions import LATENCY_EDGES, TOKEN_EDGES, _Dist
 from vidthinker.quality.merge import tabulate_class_errors, tabulate_reason_errors, tabulate_stage_errors
 from vidthinker.quality.models import (
@@ -139,8 +139,8 @@ def compute_shard_quality(path: str | Path, *, shard_name: str | None = None) ->
             idx = pa.array(failed)
             kinds_of = col["error_class"].take(idx).to_pylist() if "error_class" in col else [None] * failed.size
             for message, stage, kind in zip(error.take(idx).to_pylist(), col["error_stage"].take(idx).to_pylist(), kinds_of):
-                stage, kind = stage or "unknown", kind or "unknown"
-                key = (stage, error_reason(message) if message else "unknown")
+                stage, kind = error_stage_name(stage), error_class_name(kind)  # the rules of vidthinker.figures
+                key = (stage, error_reason(message))
                 stage_errors[stage] += 1
                 reason_errors[key] += 1
                 class_errors[kind] += 1

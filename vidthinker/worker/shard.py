@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Self
 
 from vidthinker.config import Settings
-from vidthinker.figures import error_reason
+from vidthinker.figures import error_class_name, error_reason
 from vidthinker.pipeline import VideoAnnotator, annotate_rows, endpoint_down
 from vidthinker.schema import ManifestRow, VideoITGRecord
 from vidthinker.shards import failed_path, row_identities, write_shard
@@ -128,7 +128,7 @@ def previous_errors(shard_path: Path) -> dict[str, str]:
             table = pq.read_table(path, columns=columns).to_pylist()
         except (OSError, ValueError):
             continue
-        return {row["id"]: row.get("error_class") or "permanent" for row in table if row.get("error") is not None}
+        return {row["id"]: error_class_name(row.get("error_class")) for row in table if row.get("error") is not None}
     return {}
 
 

@@ -8,7 +8,6 @@ holds the shards' manifests (`vidthinker.shards.ShardManifest`), a layer above t
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
@@ -20,6 +19,7 @@ from vidthinker.figures import (
     errors_by_stage,
     merge_stage_stats,
     stage_stats,
+    sum_counts,
     transient_reasons,
 )
 from vidthinker.schema import VideoITGRecord
@@ -110,33 +110,17 @@ def merge_summaries(
     transient_failed: Sequence[str] = (),
 ) -> RunSummary:
     """One summary over the shards of a run: those annotated now (their summaries) and those skipped."""
-    by_stage: Counter[str] = Counter()
-    by_reason: Counter[str] = Counter()
-    by_class: Counter[str] = Counter()
-    transient: Counter[str] = Counter()
-    repaired: Counter[str] = Counter()
-    transient_failures: list[str] = []
-    manifests: list[ShardManifest] = []
-    videos = records = ok = errors = 0
-    for summary in written:
-        by_stage.update(summary.errors_by_stage)
-        by_reason.update(summary.errors_by_reason)
-        by_class.update(summary.errors_by_class)
-        transient.update(summary.transient_by_reason)
-        repaired.update(summary.repaired)
-        transient_failures += summary.transient_failures
-        videos, records, ok, errors = videos + summary.videos, records + summary.records, ok + summary.ok, errors + summary.errors
-        manifests.extend(summary.shards)
-    for manifest in skipped:
-        by_stage.update(manifest.errors_by_stage)
-        by_reason.update(manifest.errors_by_reason)
-        by_class.update(manifest.errors_by_class)
-        videos, records, ok, errors = videos + manifest.videos, records + manifest.records, ok + manifest.ok, errors + manifest.errors
-        manifests.append(manifest)
+    parts: list[RunSummary | ShardManifest] = [*written, *skipped]  # the error counts of both, summed (figures)
+    transient_failures = [shard for summary in written for shard in summary.transient_failures]
+    manifests = [m for summary in written for m in summary.shards] + list(skipped)
     return RunSummary(
-        run_id=run_id, videos=videos, records=records, ok=ok, errors=errors,
-        errors_by_stage=dict(by_stage), errors_by_reason=dict(by_reason), errors_by_class=dict(by_class),
-        transient_by_reason=dict(transient), repaired=dict(repaired),
+        run_id=run_id, videos=sum(p.videos for p in parts), records=sum(p.records for p in parts),
+        ok=sum(p.ok for p in parts), errors=sum(p.errors for p in parts),
+        errors_by_stage=sum_counts(p.errors_by_stage for p in parts),
+        errors_by_reason=sum_counts(p.errors_by_reason for p in parts),
+        errors_by_class=sum_counts(p.errors_by_class for p in parts),
+        transient_by_reason=sum_counts(s.transient_by_reason for s in written),
+        repaired=sum_counts(s.repaired for s in written),
         stages=merge_stage_stats(s.stages for s in written),
         wall_s=round(wall_s, 3), shards=manifests, engine=engine, workers=workers,
         skipped_shards=[m.shard_id for m in skipped], failed_shards=dict(failed or {}),
