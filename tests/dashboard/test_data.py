@@ -175,3 +175,17 @@ def test_the_question_column_is_read_again_when_a_shard_changes(run):
     flt = RecordFilter(search="red")
     assert record_page(run, flt, 0, 100).total == len(_reference(run, flt))
     assert "vid/9-9/q1" in record_page(run, flt, 0, 100).table["id"].to_pylist()
+
+
+def test_stage_unknown_finds_the_failures_that_name_no_stage(run):
+    # the figures count a failure without a stage under "unknown" (vidthinker.figures.error_stage_name):
+    # choosing that stage in the failure browser lists those failures, and no good record
+    path = sorted((run / "shards").glob("*.parquet"))[0]
+    table = pq.read_table(path)
+    table = table.set_column(table.schema.get_field_index("error_stage"), "error_stage", pa.nulls(table.num_rows, pa.string()))
+    pq.write_table(table, path)
+    flt = RecordFilter(stage="unknown")
+    expected = _reference(run, flt)
+    assert len(expected) == 3 and all(i.startswith("vid/0-") for i in expected)
+    assert record_page(run, flt, 0, 50).table["id"].to_pylist() == expected
+    assert record_page(run, RecordFilter(stage="retrieve"), 0, 50).total == 6

@@ -36,6 +36,7 @@ from vidthinker.dashboard.data import (
 )
 from vidthinker.dashboard.frames import Thumbs, decode_thumbs, strip_html, video_key
 from vidthinker.dashboard.stage_view import show_stage_outputs
+from vidthinker.figures import error_class_name, error_stage_name
 from vidthinker.quality.models import RunQuality
 from vidthinker.schema import VideoITGRecord
 
@@ -310,7 +311,7 @@ def _record_detail(run: str, record: VideoITGRecord) -> None:
     head.caption(f"`{record.id}` · video `{record.video}` · type **{record.instruction_type or 'unknown'}** · "
                  f"motion {record.motion} · existence {record.existence}")
     if record.error:
-        head.error(f"failed at **{record.error_stage}** ({record.error_class or 'unknown'} error): {record.error}")
+        head.error(f"failed at **{error_stage_name(record.error_stage)}** ({error_class_name(record.error_class)} error): {record.error}")
     thumbs = _thumbs(video_key(record.video), record.model_dump_json())
     st.html(strip_html(record, thumbs))
 

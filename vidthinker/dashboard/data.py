@@ -294,8 +294,9 @@ class RecordFilter:
                 parts.append(pc.field("instruction_type").is_null())
             else:
                 parts.append(pc.field("instruction_type") == self.instruction_type)
-        if self.stage:
-            parts.append(pc.field("error_stage") == self.stage)
+        if self.stage:  # "unknown" also holds the records that name no stage (vidthinker.figures.error_stage_name)
+            parts.append(pc.field("error").is_valid() & (pc.field("error_stage").is_null() | (pc.field("error_stage") == "unknown"))
+                         if self.stage == "unknown" else pc.field("error_stage") == self.stage)
         if self.reason and self.reason not in ("other", "unknown"):
             parts.append(pc.starts_with(pc.field("error"), pattern=self.reason + ":"))
         if self.error_class:
@@ -324,7 +325,7 @@ class Page:
 def _filter_columns(flt: RecordFilter) -> list[str]:
     """The columns a filter reads (the scan projects nothing else)."""
     names = []
-    if flt.status != "all" or flt.reason:
+    if flt.status != "all" or flt.reason or flt.stage == "unknown":
         names.append("error")
     if flt.instruction_type:
         names.append("instruction_type")

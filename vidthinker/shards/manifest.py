@@ -42,7 +42,7 @@ class ShardManifest(BaseModel):
         "finished", description="failed: too many transient errors or the endpoint went down (kept in shards/_failed/ for inspection)"
     )
     failure: str = Field("", description="why the shard failed ('' when finished)")
-    errors_by_class: dict[str, int] = Field(default_factory=dict, description="error records by class: transient / permanent")
+    errors_by_class: dict[str, int] = Field(default_factory=dict, description="error records by class: transient / permanent / unknown")
     video_identity: dict[str, str] = Field(
         default_factory=dict,
         description="video id → row_identity (its QA pairs and the video file's size and mtime) when annotated; "

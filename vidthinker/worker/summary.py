@@ -39,7 +39,7 @@ class RunSummary(BaseModel):
     errors: int
     errors_by_stage: dict[str, int] = Field(default_factory=dict)
     errors_by_reason: dict[str, int] = Field(default_factory=dict)
-    errors_by_class: dict[str, int] = Field(default_factory=dict, description="error records: transient / permanent")
+    errors_by_class: dict[str, int] = Field(default_factory=dict, description="error records: transient / permanent / unknown")
     transient_by_reason: dict[str, int] = Field(default_factory=dict, description="transient error records by stage:reason")
     repaired: dict[str, int] = Field(
         default_factory=dict,
