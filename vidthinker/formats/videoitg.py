@@ -63,43 +63,40 @@ def export_videoitg_json(
     renamed at the end (one record per line inside the list), so memory stays at one batch.
     """
     root = None if video_root is None else str(video_root)
-    if isinstance(records, (str, Path)):
-        rows = _projected_rows(Path(records), include_errors)
-    else:
-        rows = ((r, r.id, r.video, r.question, r.answer, r.frame_num, r.clip_num, r.motion, r.existence)
-                for r in records if include_errors or r.ok)
+    batches = _projected_batches(Path(records), include_errors) if isinstance(records, (str, Path)) \
+        else _record_batches(records, include_errors)
     # A video is written once per question (about 11 per video in VideoITG-40K): relate each distinct
     # path to the root once. Bounded: cleared when it reaches _VIDEO_MEMO entries.
     released: dict[str, str] = {}
     count = 0
     with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8") as handle:
         handle.write("[")
-        lines: list[str] = []
-        for where, rid, video, question, answer, frame_num, clip_num, motion, existence in rows:
+        for where, ids, videos, questions, answers, frames, clips, motions, existences in batches:
             if root is None:
-                written = video
-                if absolute is not None and (os.path.isabs(video) or "://" in video):
-                    absolute.append(video)
+                written = videos
+                if absolute is not None:
+                    absolute.extend(v for v in videos if os.path.isabs(v) or "://" in v)
             else:
-                written = released.get(video)
-                if written is None:
-                    if len(released) >= _VIDEO_MEMO:
-                        released.clear()
-                    written = released[video] = _release_video(where, root, video=video)
-            lines.append(_record_json(rid, written, question, answer, frame_num, clip_num,
-                                      _RELEASE_YES_NO[motion], _RELEASE_YES_NO[existence]))
-            count += 1
-            if len(lines) >= _LINES_PER_WRITE:
-                handle.write(("\n" if count == len(lines) else ",\n") + ",\n".join(lines))
-                lines.clear()
-        if lines:
-            handle.write(("\n" if count == len(lines) else ",\n") + ",\n".join(lines))
+                written = []
+                for i, video in enumerate(videos):
+                    release = released.get(video)
+                    if release is None:
+                        if len(released) >= _VIDEO_MEMO:
+                            released.clear()
+                        release = released[video] = _release_video(where(i), root, video=video)
+                    written.append(release)
+            lines = [_record_json(*values) for values in zip(ids, written, questions, answers, frames, clips,
+                                                              map(_RELEASE_YES_NO.__getitem__, motions),
+                                                              map(_RELEASE_YES_NO.__getitem__, existences))]
+            if lines:
+                handle.write(("\n" if count == 0 else ",\n") + ",\n".join(lines))
+                count += len(lines)
         handle.write("\n]\n" if count else "]\n")
     return count
 
 
 _VIDEO_MEMO = 65536
-_LINES_PER_WRITE = 4096
+_RECORDS_PER_BATCH = 4096
 _STRING = json.encoder.encode_basestring  # the C encoder json.dumps(..., ensure_ascii=False) uses for str
 
 
@@ -107,12 +104,29 @@ def _record_json(rid: str, video: str, question: str, answer: str, frame_num: li
                  motion: str, existence: str) -> str:
     """One record as `json.dumps(dict(zip(VIDEOITG_COLUMNS, values)), ensure_ascii=False)` writes it, byte
     for byte, without building the dict (the encoder's per-call setup was most of export's time at 474K
-    records). Lists of ints print the same in Python and JSON ("[1, 2]"); tests/formats/test_videoitg.py holds
+    records). A list of Python ints prints as JSON does ("[1, 2]"); tests/formats/test_videoitg.py holds
     this against json.dumps."""
     ident = rid if _CANONICAL_INT.fullmatch(rid) else _STRING(rid)
     return (f'{{"id": {ident}, "video": {_STRING(video)}, "question": {_STRING(question)}, '
-            f'"answer": {_STRING(answer)}, "frame_num": [{", ".join(map(str, frame_num))}], '
-            f'"clip_num": [{", ".join(map(str, clip_num))}], "motion": "{motion}", "existence": "{existence}"}}')
+            f'"answer": {_STRING(answer)}, "frame_num": {frame_num!s}, "clip_num": {clip_num!s}, '
+            f'"motion": "{motion}", "existence": "{existence}"}}')
+
+
+def _record_batches(records: Iterable[VideoITGRecord], include_errors: bool):
+    """Records given as objects, in the batches `_projected_batches` yields (columns as lists)."""
+    batch: list[VideoITGRecord] = []
+    for record in records:
+        if include_errors or record.ok:
+            batch.append(record)
+            if len(batch) >= _RECORDS_PER_BATCH:
+                yield _columns_of(batch)
+                batch = []
+    if batch:
+        yield _columns_of(batch)
+
+
+def _columns_of(batch: list[VideoITGRecord]):
+    return (batch.__getitem__, *([getattr(r, name) for r in batch] for name in VIDEOITG_COLUMNS))
 
 
 def _sorted_unique(lists) -> bool:
@@ -129,14 +143,20 @@ def _sorted_unique(lists) -> bool:
 
 
 class _Where:
-    """What `_release_video` names in an error: the record id, and the shard row it was read from (one
-    object, updated per row)."""
+    """What `_release_video` names in an error: the record id, and the shard row it was read from."""
 
     __slots__ = ("path", "rid", "row")
+
+    def __init__(self, path: Path, rid: str, row: int) -> None:
+        self.path, self.rid, self.row = path, rid, row
 
     @property
     def id(self) -> str:
         return f"{self.rid} ({self.path} row {self.row})"
+
+
+def _where_in(path: Path, ids: list[str], rows: list[int]):
+    return lambda i: _Where(path, ids[i], rows[i])
 
 
 def _first_bad(path: Path, offset, batch, problems) -> None:
@@ -150,14 +170,14 @@ def _first_bad(path: Path, offset, batch, problems) -> None:
                               f"(id {batch.column('id')[index].as_py()!r}); run `vidthinker validate {path}`")
 
 
-def _projected_rows(source: Path, include_errors: bool):
-    """(where, the eight VideoITG columns) of each record to export, read with only those columns (+ `error`)
-    and checked per batch with pyarrow compute (what is written, nothing else)."""
+def _projected_batches(source: Path, include_errors: bool):
+    """Per batch of records to export: (where(i): what an error names for row i, then the eight VideoITG
+    columns as lists), read with only those columns (+ `error`) and checked per batch with pyarrow compute
+    (what is written, nothing else)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     columns = list(VIDEOITG_COLUMNS) + ["error"]
-    where = _Where()
     yes_no = pa.array(list(_RELEASE_YES_NO))
     for path in record_paths(source):
         try:
@@ -165,7 +185,8 @@ def _projected_rows(source: Path, include_errors: bool):
         except (OSError, pa.ArrowException) as error:
             raise SchemaError(f"{path}: not a readable parquet file: {error}") from None
         with handle:
-            missing = [c for c in columns if c not in handle.schema_arrow.names]
+            present = set(handle.schema_arrow.names)  # schema_arrow builds a new schema per access
+            missing = [c for c in columns if c not in present]
             if missing:
                 raise SchemaError(f"{path}: not a record shard: no column(s) {missing}")
             start = 0
@@ -193,14 +214,12 @@ def _projected_rows(source: Path, include_errors: bool):
                     problems[name] = pc.fill_null(pc.invert(pc.is_in(batch.column(name), value_set=yes_no)), True)
                 if any(pc.any(mask).as_py() for mask in problems.values()):
                     _first_bad(path, rows.to_pylist(), batch, problems)
-                where.path = path
                 ordered = _sorted_unique(batch.column("frame_num")) and _sorted_unique(batch.column("clip_num"))
-                for row, rid, video, question, answer, frames, clips, motion, existence in zip(
-                        rows.to_pylist(), *(batch.column(name).to_pylist() for name in VIDEOITG_COLUMNS)):
-                    where.rid, where.row = rid, row
-                    if not ordered:
-                        frames, clips = sorted(set(frames)), sorted(set(clips))
-                    yield where, rid, video, question, answer, frames, clips, motion, existence
+                values = [batch.column(name).to_pylist() for name in VIDEOITG_COLUMNS]
+                if not ordered:
+                    values[4] = [sorted(set(f)) for f in values[4]]
+                    values[5] = [sorted(set(c)) for c in values[5]]
+                yield _where_in(path, values[0], rows.to_pylist()), *values
 
 
 def _release_video(record: VideoITGRecord, root: str | None, *, video: str | None = None) -> str:
